@@ -1,0 +1,657 @@
+"""Tests for the smaps parser: the C and Python implementations, each against an oracle and each other."""
+
+import array
+import gc
+import importlib.util
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import totmapsfs._parser
+from totmapsfs import _native
+from totmapsfs._native import SmapsParseError
+from totmapsfs._parser import format_totmaps
+
+U64_MAX = 2**64 - 1
+ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
+
+
+class Impl(NamedTuple):
+    name: str  # "c" or "python"
+    parse: ParseFn
+
+
+def _c_parse() -> ParseFn | None:
+    try:
+        from totmapsfs._speedups import parse_smaps
+    except ImportError:
+        return None
+    return parse_smaps
+
+
+@pytest.fixture(scope="session", params=["c", "python"])
+def impl(request: pytest.FixtureRequest) -> Impl:
+    if request.param == "python":
+        return Impl("python", _native.parse_smaps)
+    parse = _c_parse()
+    if parse is None:
+        if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
+            pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs._speedups does not import")
+        pytest.skip("totmapsfs._speedups is not built")
+    return Impl("c", parse)
+
+
+# --- an independent oracle: the rule written line by line, without regexes ---
+
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_SKIPPED = {b"Size", b"KernelPageSize", b"MMUPageSize"}
+
+
+def oracle_line(line: bytes) -> tuple[str, int] | None:
+    """(name, value) if *line* is a summable field line, else None."""
+    name, colon, rest = line.partition(b":")
+    if not colon or not 1 <= len(name) <= 64 or not set(name) <= _NAME_BYTES:
+        return None
+    if not rest.endswith(b" kB"):
+        return None
+    padded = rest[: -len(b" kB")]
+    digits = padded.lstrip(b" ")
+    if len(digits) == len(padded) or not digits.isdigit() or name in _SKIPPED:
+        return None
+    significant = digits.lstrip(b"0")
+    value = int(significant or b"0") if len(significant) <= 20 else 2**64
+    return name.decode(), value
+
+
+def oracle(data: bytes) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        field = oracle_line(line)
+        if field is None:
+            continue
+        name, value = field
+        if value > U64_MAX:
+            raise OverflowError(f"line {lineno}: {name} value exceeds 2**64-1")
+        if name not in totals and len(totals) == 256:
+            raise SmapsParseError("too many distinct fields (> 256)")
+        total = totals.get(name, 0) + value
+        if total > U64_MAX:
+            raise OverflowError(f"line {lineno}: sum of {name} exceeds 2**64-1")
+        totals[name] = total
+    return totals
+
+
+def outcome(parse: ParseFn, data: bytes) -> object:
+    """Ordered result, or exception class and message: what must agree exactly."""
+    try:
+        result = parse(data)
+    except (OverflowError, SmapsParseError) as exc:
+        return type(exc), str(exc)
+    assert type(result) is dict
+    assert all(type(k) is str and type(v) is int for k, v in result.items())
+    return list(result.items())
+
+
+def assert_agree(impl: Impl, data: bytes) -> object:
+    """impl == oracle == every other importable implementation, on *data*."""
+    got = outcome(impl.parse, data)
+    assert got == outcome(oracle, data)
+    others = [_native.parse_smaps, _c_parse()]
+    for other in others:
+        if other is not None and other is not impl.parse:
+            assert got == outcome(other, data)
+    return got
+
+
+# --- hand-written input ---
+
+HANDWRITTEN = b"""\
+00400000-00452000 r-xp 00000000 08:02 173521                             /usr/bin/dbus-daemon
+Size:                328 kB
+KernelPageSize:        4 kB
+MMUPageSize:           4 kB
+Rss:                 296 kB
+Pss:                 148 kB
+Shared_Clean:        296 kB
+Private_Dirty:         0 kB
+Swap:                  0 kB
+THPeligible:    0
+ProtectionKey:         0
+VmFlags: rd ex mr mw me dw
+00651000-00652000 rw-p 00051000 08:02 173521                             /usr/bin/dbus-daemon
+Size:                  4 kB
+Rss:                   4 kB
+Pss:                   2 kB
+Private_Dirty:         4 kB
+Anonymous:             4 kB
+Swap:                 12 kB
+VmFlags: rd wr mr mw me dw ac
+
+7fffd1a3c000-7fffd1a5d000 rw-p 00000000 00:00 0                          [stack]
+Size:                132 kB
+Rss:                 100 kB\r
+Pss:                  10 kB 
+Pss:                  10 kB
+Anonymous:        000012 kB
+Locked:   18446744073709551615 kB"""
+
+HANDWRITTEN_SUMS = [
+    ("Rss", 300),
+    ("Pss", 160),
+    ("Shared_Clean", 296),
+    ("Private_Dirty", 4),
+    ("Swap", 12),
+    ("Anonymous", 16),
+    ("Locked", U64_MAX),
+]
+
+
+def test_handwritten_multi_mapping(impl: Impl) -> None:
+    assert list(impl.parse(HANDWRITTEN).items()) == HANDWRITTEN_SUMS
+    assert list(impl.parse(HANDWRITTEN + b"\n").items()) == HANDWRITTEN_SUMS
+    assert_agree(impl, HANDWRITTEN)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b"Rss: 1 kB", {"Rss": 1}),
+        (b"Rss:                 0005 kB", {"Rss": 5}),
+        (b"a_Z9: 7 kB", {"a_Z9": 7}),
+        (b"_: 7 kB", {"_": 7}),
+        (b"X" * 64 + b": 1 kB", {"X" * 64: 1}),
+        (b"X" * 65 + b": 1 kB", {}),
+        (b"Rss: 18446744073709551615 kB", {"Rss": U64_MAX}),
+        (b"Rss: " + b"0" * 100 + b"18446744073709551615 kB", {"Rss": U64_MAX}),
+        (b"Rss: " + b"0" * 5000 + b" kB", {"Rss": 0}),
+        (b"Size: 99999999999999999999999 kB", {}),
+        (b"MMUPageSize: 4 kB", {}),
+        (b"KernelPageSize: 4 kB", {}),
+        (b"Rss:1 kB", {}),
+        (b"Rss:\t1 kB", {}),
+        (b"Rss: \t1 kB", {}),
+        (b"Rss: 1\tkB", {}),
+        (b"Rss: 1  kB", {}),
+        (b"Rss: 1kB", {}),
+        (b"Rss: 1 KB", {}),
+        (b"Rss: 1 kb", {}),
+        (b"Rss: 1 kB\r", {}),
+        (b"Rss: 1 kB ", {}),
+        (b"Rss: 1 kB\x00", {}),
+        (b"Rss\x00: 1 kB", {}),
+        (b"Rss: 1", {}),
+        (b"Rss:  kB", {}),
+        (b"Rss: -1 kB", {}),
+        (b"Rss: +1 kB", {}),
+        (b"Rss: 1.5 kB", {}),
+        (b" Rss: 1 kB", {}),
+        (b"Rss : 1 kB", {}),
+        (b"R-s: 1 kB", {}),
+        (b"R\xc3\xa9: 1 kB", {}),
+        (b": 1 kB", {}),
+        (b"THPeligible:    0", {}),
+        (b"VmFlags: rd wr mr mw me ac", {}),
+        (b"55a3e3906000-7ffd030bc000 ---p 00000000 00:00 0      [rollup]", {}),
+        (b"", {}),
+        (b"\n\n\n", {}),
+    ],
+)
+def test_single_lines(impl: Impl, line: bytes, expected: dict[str, int]) -> None:
+    assert impl.parse(line) == expected
+    assert impl.parse(line + b"\n") == expected
+    assert impl.parse(b"junk\n" + line + b"\njunk") == expected
+
+
+def test_overflow(impl: Impl) -> None:
+    with pytest.raises(OverflowError, match=r"^line 2: Rss value exceeds 2\*\*64-1$"):
+        impl.parse(b"x\nRss: 18446744073709551616 kB\n")
+    with pytest.raises(OverflowError, match=r"^line 1: Pss value exceeds"):
+        impl.parse(b"Pss: " + b"9" * (1 << 20) + b" kB")
+    half = U64_MAX // 2
+    assert impl.parse(b"Rss: %d kB\nRss: %d kB" % (half, half + 1)) == {"Rss": U64_MAX}
+    with pytest.raises(OverflowError, match=r"^line 3: sum of Rss exceeds 2\*\*64-1$"):
+        impl.parse(b"Rss: %d kB\nPss: 1 kB\nRss: %d kB" % (half + 1, half + 1))
+    # Lines that only look like overflowing field lines are not errors.
+    assert impl.parse(b"Rss: 99999999999999999999999 kB\r\nRss: 99999999999999999999999") == {}
+
+
+def _names(count: int) -> list[bytes]:
+    return [b"Field%d" % i for i in range(count)]
+
+
+def test_distinct_field_limit(impl: Impl) -> None:
+    at_limit = b"".join(b"%s: 1 kB\n" % name for name in _names(256))
+    # Skipped names and repeats do not count towards the limit.
+    at_limit += b"Size: 4 kB\nMMUPageSize: 4 kB\nKernelPageSize: 4 kB\nField0: 1 kB\n"
+    result = impl.parse(at_limit)
+    assert len(result) == 256 and result["Field0"] == 2 and list(result)[-1] == "Field255"
+    with pytest.raises(SmapsParseError, match=r"^too many distinct fields \(> 256\)$") as info:
+        impl.parse(at_limit + b"Another: 0 kB")
+    assert type(info.value) is SmapsParseError and isinstance(info.value, ValueError)
+
+
+def test_first_offending_line_wins(impl: Impl) -> None:
+    many = b"".join(b"%s: 1 kB\n" % name for name in _names(257))
+    overflow = b"Rss: 18446744073709551616 kB\n"
+    big = b"Rss: 18446744073709551615 kB\n"
+    with pytest.raises(OverflowError, match="^line 1: Rss value"):
+        impl.parse(overflow + many)
+    with pytest.raises(SmapsParseError):
+        impl.parse(many + overflow)
+    with pytest.raises(OverflowError, match="^line 2: sum of Rss"):
+        impl.parse(big + big + many)
+    with pytest.raises(SmapsParseError):
+        impl.parse(many + big + big)
+    # Within one line the value is checked before the limit.
+    with pytest.raises(OverflowError, match="^line 257: Field256 value"):
+        impl.parse(many.replace(b"Field256: 1 kB", b"Field256: 99999999999999999999 kB"))
+
+
+def test_input_types(impl: Impl) -> None:
+    text = b"Rss: 5 kB\nPss: 3 kB\n"
+    expected = {"Rss": 5, "Pss": 3}
+    buf = bytearray(text)
+    assert impl.parse(buf) == expected
+    buf.extend(b"Rss: 1 kB")  # resizing fails while a buffer export is leaked
+    assert impl.parse(buf) == {"Rss": 6, "Pss": 3}
+    view = memoryview(text)
+    assert impl.parse(view) == expected
+    assert impl.parse(view[4:]) == {"Pss": 3}
+    view.release()  # BufferError if an export is leaked
+    padded = text + b"\0" * (-len(text) % 4)
+    assert impl.parse(array.array("I", padded)) == expected  # any format counts as raw bytes
+    assert impl.parse(memoryview(padded).cast("B", (2, len(padded) // 2))) == expected
+    with pytest.raises(BufferError):
+        impl.parse(memoryview(text)[::2])
+    for not_a_buffer in ("Rss: 5 kB", None, 5, [b"Rss: 5 kB"]):
+        with pytest.raises(TypeError):
+            impl.parse(not_a_buffer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"Rss: " + b"0" * (1 << 20) + b"42 kB",
+        b"Rss:" + b" " * (1 << 20) + b"42 kB",
+        b"R" * (1 << 20) + b": 42 kB",
+        b"Rss: 42 kB" + b" " * (1 << 20),
+        b"\xff" * (1 << 20),
+        b"7" * (1 << 20),
+        b"Rss: " + b"1" * (1 << 20),
+    ],
+    ids=["zeros", "spaces", "name", "trailing", "binary", "digits", "no-unit"],
+)
+def test_long_lines(impl: Impl, line: bytes) -> None:
+    data = b"Pss: 1 kB\n" + line + b"\nRss: 1 kB"
+    got = assert_agree(impl, data)
+    assert got in ([("Pss", 1), ("Rss", 43)], [("Pss", 1), ("Rss", 1)])
+
+
+# --- live data ---
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def _other_pids(count: int) -> list[int]:
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid())
+    return pids[:count]
+
+
+def test_live_smaps_and_rollups(impl: Impl) -> None:
+    paths = ["/proc/self/smaps", "/proc/self/smaps_rollup"]
+    for pid in _other_pids(8):
+        paths += [f"/proc/{pid}/smaps", f"/proc/{pid}/smaps_rollup"]
+    seen = 0
+    for path in paths:
+        data = _read(path)  # processes vanish and may deny: skip those
+        if data is not None:
+            assert_agree(impl, data)
+            seen += 1
+    assert seen >= 1
+
+
+def test_live_rollup_line_by_line(impl: Impl) -> None:
+    rollup = _read("/proc/self/smaps_rollup")
+    if rollup is None:
+        pytest.skip("no smaps_rollup (kernel < 4.14)")
+    header, *lines = rollup.decode().splitlines()
+    assert header.endswith("[rollup]")
+    expected = {}
+    for line in lines:
+        name, value, unit = line.split()
+        assert name.endswith(":") and unit == "kB"
+        expected[name[:-1]] = int(value)
+    assert list(impl.parse(rollup).items()) == list(expected.items())
+
+
+def test_live_rss_equals_naive_sum(impl: Impl) -> None:
+    smaps = Path("/proc/self/smaps").read_bytes()
+    rss = 0
+    for line in smaps.splitlines():
+        if line.startswith(b"Rss:"):
+            rss += int(line.split()[1])
+    assert rss > 0
+    assert impl.parse(smaps)["Rss"] == rss
+
+
+def _small_smaps(mappings: int = 20) -> bytes:
+    smaps = Path("/proc/self/smaps").read_bytes()
+    headers = [m.start() for m in re.finditer(rb"^[0-9a-f]+-[0-9a-f]+ ", smaps, re.MULTILINE)]
+    assert len(headers) > mappings
+    return smaps[: headers[mappings]]
+
+
+def test_truncation_at_every_offset(impl: Impl) -> None:
+    data = _small_smaps()
+    complete: dict[str, int] = {}  # sums over the lines before the truncated one
+    offset = 0
+    for line in data.split(b"\n"):
+        for cut in range(len(line) + 1):
+            expected = dict(complete)
+            field = oracle_line(line[:cut])
+            if field is not None:
+                expected[field[0]] = expected.get(field[0], 0) + field[1]
+            assert impl.parse(data[: offset + cut]) == expected, offset + cut
+        field = oracle_line(line)
+        if field is not None:
+            complete[field[0]] = complete.get(field[0], 0) + field[1]
+        offset += len(line) + 1
+    assert list(complete.items()) == outcome(impl.parse, data)
+
+
+# --- generated input: every implementation must agree with the oracle and with each other ---
+
+KNOWN_NAMES = (
+    "Rss Pss Pss_Dirty Pss_Anon Pss_File Pss_Shmem Shared_Clean Shared_Dirty Private_Clean "
+    "Private_Dirty Referenced Anonymous KSM LazyFree AnonHugePages ShmemPmdMapped FilePmdMapped "
+    "Shared_Hugetlb Private_Hugetlb Swap SwapPss Locked Size KernelPageSize MMUPageSize "
+    "THPeligible ProtectionKey VmFlags"
+).split()
+NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+
+valid_names = st.one_of(
+    st.sampled_from(KNOWN_NAMES).map(str.encode),
+    st.sampled_from(KNOWN_NAMES[:6]).map(str.encode),  # repeats, so sums can overflow
+    st.text(NAME_ALPHABET, min_size=1, max_size=64).map(str.encode),
+)
+names = st.one_of(valid_names, st.text(NAME_ALPHABET, min_size=60, max_size=70).map(str.encode), st.binary(max_size=8))
+values = st.one_of(
+    st.integers(0, 10**6),
+    st.integers(0, U64_MAX),
+    st.integers(U64_MAX - 3, U64_MAX + 3),
+    st.integers(2**63 - 2, 2**63 + 2),
+    st.integers(0, 10**40),
+)
+digits = st.builds(lambda zeros, value: b"0" * zeros + b"%d" % value, st.sampled_from([0, 0, 0, 1, 30]), values)
+well_formed_lines = st.builds(
+    lambda name, pad, digits: b"%s:%s%s kB" % (name, b" " * pad, digits),
+    valid_names,
+    st.integers(1, 20),
+    digits,
+)
+mangled_lines = st.builds(
+    lambda *parts: b"".join(parts),
+    names,
+    st.sampled_from([b":", b":", b":", b"", b";", b"::"]),
+    st.sampled_from([b" ", b" " * 8, b"", b"\t", b" \t", b"\x00"]),
+    digits,
+    st.sampled_from([b" kB", b" kB", b"kB", b"  kB", b" KB", b" kB\r", b" kB ", b" kB\x00", b"", b" kB\t"]),
+)
+other_lines = st.sampled_from(
+    [
+        b"7f4f4d4c5000-7f4f4d4c7000 r--p 00000000 fe:00 1234                    /usr/lib/libc.so.6",
+        b"55a3e3906000-7ffd030bc000 ---p 00000000 00:00 0                          [rollup]",
+        b"VmFlags: rd wr mr mw me ac sd",
+        b"THPeligible:    0",
+        b"ProtectionKey:         0",
+        b"",
+        b"\r",
+        b"kB",
+        b": 1 kB",
+    ]
+)
+lines = st.one_of(well_formed_lines, well_formed_lines, mangled_lines, other_lines, st.binary(max_size=40))
+documents = st.builds(
+    lambda parts, sep, tail: sep.join(parts) + tail,
+    st.lists(lines, max_size=60),
+    st.sampled_from([b"\n", b"\n", b"\n", b"\r\n"]),
+    st.sampled_from([b"", b"\n"]),
+)
+
+
+def examples(count: int) -> settings:
+    return settings(
+        max_examples=count,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@examples(1000)
+@given(data=documents)
+def test_generated_smaps_like(impl: Impl, data: bytes) -> None:
+    assert_agree(impl, data)
+
+
+@examples(400)
+@given(data=st.binary(max_size=2000))
+def test_random_binary(impl: Impl, data: bytes) -> None:
+    assert_agree(impl, data)
+
+
+@examples(100)
+@given(
+    count=st.integers(250, 262),
+    insert=st.lists(st.tuples(st.integers(0, 262), st.sampled_from([b"Rss", b"Field3"]), values), max_size=3),
+)
+def test_generated_limit_and_overflow_order(impl: Impl, count: int, insert: list[tuple[int, bytes, int]]) -> None:
+    body = [b"%s: 1 kB" % name for name in _names(count)]
+    for index, name, value in insert:
+        body.insert(index, b"%s: %d kB" % (name, value))
+    assert_agree(impl, b"\n".join(body))
+
+
+@examples(25)
+@given(
+    prefix=st.sampled_from([b"", b"Rss:", b"Rss: ", b"Rss: 1", b"Swap"]),
+    piece=st.sampled_from([b"0", b"9", b" ", b"a", b"\xff", b" kB", b"\x00", b"\r"]),
+    size=st.integers(1 << 20, (1 << 20) + 3),
+    suffix=st.sampled_from([b"", b" kB", b": 1 kB", b"1 kB", b"\nPss: 2 kB"]),
+)
+def test_generated_long_lines(impl: Impl, prefix: bytes, piece: bytes, size: int, suffix: bytes) -> None:
+    assert_agree(impl, b"Rss: 3 kB\n" + prefix + piece * (size // len(piece)) + suffix)
+
+
+# --- format_totmaps ---
+
+
+@examples(100)
+@given(fields=st.dictionaries(st.text(NAME_ALPHABET, min_size=1, max_size=30), st.integers(0, U64_MAX)))
+def test_format_matches_printf_reference(impl: Impl, fields: dict[str, int]) -> None:
+    reference = b"".join(b"%-16s%8lu kB\n" % (name.encode() + b":", value) for name, value in fields.items())
+    assert format_totmaps(fields) == reference
+    # With the kernel's padding always leaving a space after the colon, it parses back.
+    fit = {k: v for k, v in fields.items() if len(k) < 15 and k not in _native.NOT_SUMMABLE}
+    assert impl.parse(format_totmaps(fit)) == fit
+
+
+def test_format_handwritten_and_empty(impl: Impl) -> None:
+    assert format_totmaps({}) == b""
+    assert format_totmaps(impl.parse(HANDWRITTEN)) == (
+        b"Rss:                 300 kB\n"
+        b"Pss:                 160 kB\n"
+        b"Shared_Clean:        296 kB\n"
+        b"Private_Dirty:         4 kB\n"
+        b"Swap:                 12 kB\n"
+        b"Anonymous:            16 kB\n"
+        b"Locked:         18446744073709551615 kB\n"
+    )
+    for bad in ({"Rss": -1}, {"Rss": 2**64}):
+        with pytest.raises(ValueError):
+            format_totmaps(bad)
+    with pytest.raises(TypeError):
+        format_totmaps({"Rss": 1.5})  # type: ignore[dict-item]
+    with pytest.raises(UnicodeEncodeError):
+        format_totmaps({"Rsś": 1})
+
+
+def test_format_reproduces_live_rollup(impl: Impl) -> None:
+    rollup = _read("/proc/self/smaps_rollup")
+    if rollup is None:
+        pytest.skip("no smaps_rollup (kernel < 4.14)")
+    header, body = rollup.split(b"\n", 1)
+    assert header.endswith(b"[rollup]")
+    assert format_totmaps(impl.parse(rollup)) == body
+
+
+# --- implementation selection ---
+
+
+def _load_parser_copy(name: str) -> object:
+    """Execute _parser.py afresh as a separate module, leaving totmapsfs._parser alone."""
+    spec = importlib.util.spec_from_file_location(name, totmapsfs._parser.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_implementation_selection(
+    impl: Impl, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert totmapsfs._parser.SmapsParseError is SmapsParseError
+    if impl.name == "c":
+        from totmapsfs import _speedups
+
+        assert totmapsfs._parser.IMPLEMENTATION == "c"
+        assert totmapsfs._parser.parse_smaps is _speedups.parse_smaps is impl.parse
+        assert _speedups.SmapsParseError is SmapsParseError
+        assert (_speedups.MAX_FIELDS, _speedups.MAX_NAME_LEN) == (_native.MAX_FIELDS, _native.MAX_NAME_LEN)
+        return
+    # Without the C module: fall back with a warning, or refuse when CI requires C.
+    monkeypatch.setitem(sys.modules, "totmapsfs._speedups", None)  # makes the import fail
+    monkeypatch.delenv("TOTMAPSFS_REQUIRE_C", raising=False)
+    with caplog.at_level(logging.WARNING, logger="totmapsfs"):
+        fallback = _load_parser_copy("_parser_fallback")
+    assert fallback.IMPLEMENTATION == "python"  # type: ignore[attr-defined]
+    assert fallback.parse_smaps is _native.parse_smaps  # type: ignore[attr-defined]
+    assert any(r.name == "totmapsfs" and r.levelno == logging.WARNING for r in caplog.records)
+    monkeypatch.setenv("TOTMAPSFS_REQUIRE_C", "1")
+    with pytest.raises(ImportError, match="TOTMAPSFS_REQUIRE_C"):
+        _load_parser_copy("_parser_required")
+
+
+# --- C-specific behaviour (skipped for the Python implementation) ---
+
+
+def test_gil_released_during_parse(impl: Impl) -> None:
+    if impl.name != "c":
+        pytest.skip("the pure-Python parser holds the GIL")
+    chunk = Path("/proc/self/smaps").read_bytes()
+    data = chunk * (50_000_000 // len(chunk) + 1)
+    while True:  # make one parse last long enough to tell a held GIL from scheduling noise
+        expected = impl.parse(data)
+        single = min(_timed(impl.parse, data) for _ in range(2))
+        if single >= 0.04 or len(data) > 400_000_000:
+            break
+        data *= 2
+
+    gaps: list[tuple[float, float]] = []  # counter-thread stalls longer than 1 ms
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        last = time.perf_counter()
+        while not stop.is_set():
+            now = time.perf_counter()
+            if now - last > 0.001:
+                gaps.append((last, now))
+            last = now
+            ticks += 1
+
+    windows: list[tuple[float, float]] = []
+    results: list[dict[str, int]] = []
+
+    def parse() -> None:
+        start = time.perf_counter()
+        results.append(impl.parse(data))
+        windows.append((start, time.perf_counter()))
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        parsers = [threading.Thread(target=parse) for _ in range(2)]
+        for thread in parsers:
+            thread.start()
+        for thread in parsers:
+            thread.join()
+    finally:
+        stop.set()
+        counter.join()
+    assert results == [expected, expected]
+    begin, end = min(w[0] for w in windows), max(w[1] for w in windows)
+    # A parse holding the GIL would stall the counter for a whole parse.
+    longest = max((min(b, end) - max(a, begin) for a, b in gaps), default=0.0)
+    assert longest < single / 2, (longest, single)
+    assert ticks > 1000
+
+
+def _timed(parse: ParseFn, data: bytes) -> float:
+    start = time.perf_counter()
+    parse(data)
+    return time.perf_counter() - start
+
+
+def _call_expecting(parse: ParseFn, data: object, error: type[BaseException] | None) -> None:
+    try:
+        parse(data)  # type: ignore[arg-type]
+    except BaseException as exc:
+        assert error is not None and type(exc) is error
+    else:
+        assert error is None
+
+
+def test_no_reference_or_memory_leaks(impl: Impl) -> None:
+    calls = 10_000 if impl.name == "c" else 1_000  # the Python one has nothing to leak; keep it quick
+    cases: list[tuple[object, type[BaseException] | None]] = [
+        (HANDWRITTEN, None),
+        (bytearray(HANDWRITTEN), None),
+        (b"Rss: 99999999999999999999 kB", OverflowError),
+        (b"Rss: 18446744073709551615 kB\nRss: 1 kB", OverflowError),
+        (b"\n".join(b"%s: 1 kB" % name for name in _names(257)), SmapsParseError),
+        ("Rss: 1 kB", TypeError),
+        (memoryview(HANDWRITTEN)[::2], BufferError),
+    ]
+    for data, error in cases:
+        for _ in range(100):  # warm up caches, interned strings and small-int objects
+            _call_expecting(impl.parse, data, error)
+        gc.collect()
+        refs = sys.getrefcount(data), sys.getrefcount(SmapsParseError)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(calls):
+                _call_expecting(impl.parse, data, error)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert (sys.getrefcount(data), sys.getrefcount(SmapsParseError)) == refs, data
+        assert grown < 32 * 1024, (grown, data)
