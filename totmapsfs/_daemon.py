@@ -1,0 +1,83 @@
+"""Daemon lifecycle: mount, serve until SIGINT/SIGTERM, tell systemd, unmount."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+
+import pyfuse3
+import trio
+
+from ._sdnotify import notify
+
+log = logging.getLogger("totmapsfs")
+
+# Seconds that requests still in flight at SIGTERM get to finish before they
+# are abandoned (a read stuck on a target's mmap lock must not delay stop).
+GRACE = 2.0
+
+
+def mount_options(debug: bool = False) -> set[str]:
+    # allow_other: every user reads through the mount (our open() applies the
+    # ptrace rule). ro: the VFS refuses writes itself. No default_permissions:
+    # like /proc, files look 0444 and access is decided when they are opened.
+    options = {"fsname=totmapsfs", "subtype=totmapsfs", "allow_other", "ro", "nosuid", "nodev", "noexec"}
+    if debug:
+        options.add("debug")
+    return options
+
+
+def serve(ops: pyfuse3.Operations, mountpoint: str, *, debug: bool = False, detail: str = "") -> None:
+    """Mount ``ops`` at ``mountpoint`` and serve until a stop signal; always unmounts."""
+    pyfuse3.init(ops, mountpoint, mount_options(debug))
+    try:
+        trio.run(_main, mountpoint, detail)
+    finally:
+        pyfuse3.close(unmount=True)
+    log.info("unmounted %s", mountpoint)
+
+
+async def _main(mountpoint: str, detail: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        nursery.start_soon(_announce_ready, mountpoint, detail)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # dump stacks to diagnose a hang
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: nothing to reload; still serving")
+                continue
+            log.info("%s: unmounting", signal.Signals(signum).name)
+            notify("STOPPING=1")
+            pyfuse3.terminate()
+            # pyfuse3.main() returns once handlers in flight finish; give them
+            # a moment, then cancel what remains.
+            await trio.sleep(GRACE)
+            scope.cancel()
+            return
+
+
+async def _announce_ready(mountpoint: str, detail: str) -> None:
+    # A lookup the kernel cannot answer from its caches: when it returns, the
+    # loop is serving requests, and only then is the service ready.
+    await trio.to_thread.run_sync(os.lstat, os.path.join(mountpoint, "self"), abandon_on_cancel=True)
+    log.info("serving %s%s", mountpoint, detail)
+    notify(f"READY=1\nSTATUS=serving {mountpoint}\nMAINPID={os.getpid()}")
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if debug else logging.INFO,
+        format="totmapsfs: %(levelname)s: %(message)s",
+    )
+    # A closed or full stderr must not take the daemon down with it.
+    logging.raiseExceptions = False

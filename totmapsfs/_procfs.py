@@ -1,0 +1,224 @@
+"""The proc reader: every read of /proc, with the kernel's errnos turned into domain errors in one place."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+from dataclasses import dataclass
+from typing import Callable, ParamSpec, TypeVar
+
+from ._errors import AccessDenied, NoSuchProcess, SourceError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# CAP_SYS_PTRACE is capability 19 (include/uapi/linux/capability.h).
+CAP_SYS_PTRACE = 19
+
+_SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
+_BIG_READ = 256 * 1024  # smaps of a 2000-mapping process is ~1.5 MB: a few reads
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """The fields of /proc/<pid>/stat we use (proc(5) numbering in the comments)."""
+
+    state: str  # (3)
+    minflt: int  # (10) summed over the thread group when read via /proc/<tgid>
+    majflt: int  # (12)
+    starttime: int  # (22) clock ticks since boot: with the pid, the process's identity
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The fields of /proc/<pid>/status we use."""
+
+    name: str
+    tgid: int
+    uids: tuple[int, int, int, int]  # real, effective, saved, filesystem
+    gids: tuple[int, int, int, int]
+    cap_prm: int
+    cap_eff: int
+    # The memory counters block (VmSize … HugetlbPages) as raw bytes: part of
+    # the cache signature, compared whole, never parsed.
+    memory: bytes
+
+    @property
+    def has_ptrace_cap(self) -> bool:
+        return bool(self.cap_eff >> CAP_SYS_PTRACE & 1)
+
+
+def _wrap(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Map OSError from a /proc read to a domain error: the one place errnos are interpreted.
+
+    ENOENT and ESRCH mean the process is gone (a /proc/<pid> directory whose task
+    died answers ESRCH through an open dirfd); EACCES/EPERM mean the kernel
+    refused; anything else (EIO, ENOMEM, EINTR…) is passed on as it is.
+    """
+
+    def deco(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except OSError as exc:
+                pid = getattr(args[0], "pid", -1) if args else -1
+                if exc.errno in (errno.ENOENT, errno.ESRCH):
+                    raise NoSuchProcess(pid) from None
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise AccessDenied(f"{what} of {pid}: {exc.strerror}") from None
+                raise SourceError(exc.errno or errno.EIO, f"{what} of {pid}") from None
+
+        return wrapper
+
+    return deco
+
+
+def _read_fd(fd: int, chunk: int) -> bytes:
+    """Read an open /proc file to its end (seq_file answers at most a buffer per read)."""
+    parts = []
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            break
+        parts.append(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def parse_stat(data: bytes) -> Stat:
+    # comm may hold spaces and parentheses: the fields start after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    return Stat(
+        state=fields[0].decode("ascii", "replace"),
+        minflt=int(fields[7]),
+        majflt=int(fields[9]),
+        starttime=int(fields[19]),
+    )
+
+
+def _ids(line: bytes) -> tuple[int, int, int, int]:
+    a, b, c, d = (int(x) for x in line.split()[1:5])
+    return (a, b, c, d)
+
+
+def parse_status(data: bytes) -> Status:
+    name, tgid, uids, gids, prm, eff = "", 0, (0, 0, 0, 0), (0, 0, 0, 0), 0, 0
+    for line in data.split(b"\n"):
+        key = line[: line.find(b":")]
+        if key == b"Name":
+            name = line[5:].strip().decode("utf-8", "replace")
+        elif key == b"Tgid":
+            tgid = int(line[5:])
+        elif key == b"Uid":
+            uids = _ids(line)
+        elif key == b"Gid":
+            gids = _ids(line)
+        elif key == b"CapPrm":
+            prm = int(line[7:], 16)
+        elif key == b"CapEff":
+            eff = int(line[7:], 16)
+    # Zombies and kernel threads have no Vm* lines: their block is empty.
+    start = data.find(b"\nVmSize:")
+    end = data.find(b"\nCoreDumping:", start) if start >= 0 else -1
+    memory = data[start:end] if start >= 0 else b""
+    return Status(name=name, tgid=tgid, uids=uids, gids=gids, cap_prm=prm, cap_eff=eff, memory=memory)
+
+
+class Process:
+    """One process, pinned by an open /proc/<pid> directory.
+
+    Every file is opened relative to that directory, so all reads refer to the
+    same task even if the pid is reused meanwhile: a dead task's directory
+    answers ESRCH/ENOENT, never another process's data.
+    """
+
+    def __init__(self, pid: int, dirfd: int) -> None:
+        self.pid = pid
+        self._dirfd = dirfd
+
+    def close(self) -> None:
+        if self._dirfd >= 0:
+            os.close(self._dirfd)
+            self._dirfd = -1
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self, name: str, chunk: int) -> bytes:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+        try:
+            return _read_fd(fd, chunk)
+        finally:
+            os.close(fd)
+
+    @_wrap("stat")
+    def stat(self) -> Stat:
+        return parse_stat(self._read("stat", _SMALL_READ))
+
+    @_wrap("status")
+    def status(self) -> Status:
+        return parse_status(self._read("status", _SMALL_READ))
+
+    @_wrap("owner")
+    def dir_stat(self) -> os.stat_result:
+        """/proc/<pid> itself: always owned by the process's euid/egid."""
+        return os.fstat(self._dirfd)
+
+    @_wrap("owner")
+    def smaps_stat(self) -> os.stat_result:
+        """/proc/<pid>/smaps: owned by the euid/egid, or by root when the process is not dumpable.
+
+        task_dump_owner() in fs/proc/base.c exempts world-readable directories
+        from the dumpable rule, so only a file inside tells the two apart.
+        """
+        return os.stat("smaps", dir_fd=self._dirfd, follow_symlinks=False)
+
+    @_wrap("memory")
+    def memory(self, rollup: bool) -> bytes:
+        """The raw smaps_rollup or smaps text; b"" for a process without an address space.
+
+        smaps of a kernel thread or zombie reads empty, while smaps_rollup fails
+        with ESRCH (fs/proc/task_mmu.c: show_smaps_rollup finds no mm); both mean
+        "no address space" here. Whether the process itself is gone is for the
+        caller to decide by re-reading stat.
+        """
+        try:
+            return self._read("smaps_rollup" if rollup else "smaps", _BIG_READ)
+        except ProcessLookupError:
+            return b""
+
+
+class ProcReader:
+    """Reads a procfs tree; ``root`` is injectable so tests can stand in a fake /proc."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+
+    def open(self, pid: int) -> Process:
+        """Pin process ``pid`` (a thread id works too, as in /proc)."""
+        try:
+            fd = os.open(f"{self.root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ESRCH, errno.ENOTDIR):
+                raise NoSuchProcess(pid) from None
+            raise SourceError(exc.errno or errno.EIO, f"open {pid}") from None
+        return Process(pid, fd)
+
+    def pids(self) -> list[int]:
+        """Thread-group ids, as /proc lists them (threads are hidden there too)."""
+        return sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
+
+    def has_rollup(self) -> bool:
+        """True when the kernel offers smaps_rollup (Linux >= 4.14)."""
+        return os.path.exists(f"{self.root}/self/smaps_rollup")
+
+    def user_ns(self, pid: int) -> int | None:
+        """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/user").st_ino
+        except OSError:
+            return None
