@@ -24,7 +24,7 @@ _NOT_SUMMABLE_BYTES: Final = frozenset(name.encode("ascii") for name in NOT_SUMM
 # makes ^ and $ match only at b"\n" boundaries (and the ends of the input), so
 # a stray CR, NUL, tab or trailing space makes the whole line a non-field line.
 _FIELD_LINE: Final = re.compile(
-    rb"^([A-Za-z0-9_]{1,%d}): +([0-9]+) kB$" % MAX_NAME_LEN, re.MULTILINE
+    rb"^([A-Za-z0-9_]{1,%d}): *([0-9]+) kB$" % MAX_NAME_LEN, re.MULTILINE
 )
 
 # More significant digits than this cannot fit in 64 bits (U64_MAX has 20).
@@ -66,12 +66,14 @@ def parse_smaps(data: bytes | bytearray | memoryview) -> dict[str, int]:
 
     * The input is split into lines at b"\\n"; the last line need not end
       with b"\\n".
-    * A line is a *field line* iff it is exactly NAME b":", one or more
+    * A line is a *field line* iff it is exactly NAME b":", zero or more
       spaces, DIGITS, one space, b"kB", end of line.  NAME is 1..64 bytes of
       [A-Za-z0-9_]; DIGITS is one or more ASCII digits, leading zeros allowed
       ("0005" is 5).  Nothing else may be on the line: a trailing CR, space,
       tab or NUL makes it a non-field line.  This is the kernel's
-      "%-16s%8lu kB\\n" (SEQ_PUT_DEC in fs/proc/task_mmu.c).
+      "%-16s%8lu kB\\n" (SEQ_PUT_DEC in fs/proc/task_mmu.c), which leaves
+      no space at all when a 16-character name ("Private_Hugetlb:") meets a
+      value of 8 or more digits.
     * Every other line is skipped silently: mapping headers, "VmFlags: ...",
       "THPeligible:    0", "ProtectionKey:  0", the "[rollup]" header, blank,
       truncated or garbage lines.
@@ -85,7 +87,9 @@ def parse_smaps(data: bytes | bytearray | memoryview) -> dict[str, int]:
       - SmapsParseError if the line would add a distinct name beyond
         MAX_FIELDS (256);
       - OverflowError if the running sum of that name would exceed 2**64-1.
-      Sums never wrap.
+      Sums never wrap.  Messages are part of the contract: "line N: NAME value
+      exceeds 2**64-1", "line N: sum of NAME exceeds 2**64-1" (N counts lines
+      from 1) and "too many distinct fields (> 256)".
 
     *data* is any C-contiguous bytes-like object (BufferError otherwise,
     TypeError for non-buffers).  No I/O is done.

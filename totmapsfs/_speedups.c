@@ -66,8 +66,8 @@ is_not_summable(const char *name, size_t len)
  * line is one, with its name copied into f->name/len, its value in *value and
  * *overflow set if the value exceeds 2**64-1.  On return *pp points at or
  * before the line's end ('\n' or end), never past it: none of the bytes a field
- * line is made of can be '\n'.  The name is copied while it is checked so that
- * a buffer mutated by another thread cannot smuggle unchecked bytes in.
+ * line is made of can be '\n'.  The name is copied as it is checked, so even a
+ * buffer that another thread mutates during the scan yields a valid name.
  */
 static int
 read_field_line(const unsigned char **pp, const unsigned char *end, field_t *f, uint64_t *value,
@@ -79,13 +79,18 @@ read_field_line(const unsigned char **pp, const unsigned char *end, field_t *f, 
     int ovf = 0;
     int ok = 0;
 
-    while (p < end && len <= MAX_NAME_LEN && is_name_char(*p))
-        f->name[len++] = (char)*p++;
+    while (p < end && len <= MAX_NAME_LEN) {
+        unsigned char c = *p; /* read once: checked byte == copied byte */
+        if (!is_name_char(c))
+            break;
+        f->name[len++] = (char)c;
+        p++;
+    }
     if (len == 0 || len > MAX_NAME_LEN || p == end || *p != ':')
         goto out;
     p++;
-    if (p == end || *p != ' ')
-        goto out;
+    /* Zero or more spaces: "%-16s%8lu" leaves none when a 16-character
+     * name such as "Private_Hugetlb:" meets a value of 8+ digits. */
     while (p < end && *p == ' ')
         p++;
 
@@ -260,7 +265,8 @@ parse_smaps(PyObject *module, PyObject *data)
        until PyBuffer_Release, so it is safe to read without the GIL. */
     const unsigned char *buf = view.buf;
     Py_BEGIN_ALLOW_THREADS
-    scan(t, buf, buf + view.len);
+    if (view.len > 0) /* an empty buffer may come with buf == NULL: no arithmetic on it */
+        scan(t, buf, buf + view.len);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
 
