@@ -77,7 +77,7 @@ install: deps
 		install -D -m 0644 systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; \
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		systemctl daemon-reload && echo "installed; start with: systemctl enable --now totmapsfs"; \
+		systemctl daemon-reload && echo "installed; start with: systemctl enable --now totmapsfs (running already: systemctl restart totmapsfs)"; \
 	else \
 		echo "installed; systemd is not running here (or DESTDIR is set): skipped systemctl daemon-reload"; \
 	fi
@@ -111,3 +111,4 @@ uninstall:
 # kills, restarts and stops the service; also part of `make test`.
 boot-test: venv
 	$(PY) -m pytest -v tests/test_systemd.py $(PYTEST_ARGS)
+
