@@ -23,9 +23,10 @@ NOBODY = 65534
 OTHER_USER = 65533  # a uid with no account: the kernel does not care
 
 
-def as_user(uid: int, argv: list[str]) -> list[str]:
-    """argv run with every uid and gid set to ``uid`` and no capabilities (setpriv clears them)."""
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
+def as_user(uid: int, argv: list[str], caps: str = "") -> list[str]:
+    """argv run with every uid and gid set to ``uid``; no capabilities, or the ambient ``caps``."""
+    extra = [f"--inh-caps=+{caps}", f"--ambient-caps=+{caps}"] if caps else []
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *extra, *argv]
 
 
 def fields(text: bytes) -> dict[str, int]:
@@ -60,10 +61,10 @@ def state(pid: int) -> str:
 class Workload:
     """A tests/workload.py process; see that file for the layouts it makes."""
 
-    def __init__(self, *args: str, user: int | None = None, timeout: float = 60.0) -> None:
+    def __init__(self, *args: str, user: int | None = None, caps: str = "", timeout: float = 60.0) -> None:
         argv = [PY, str(WORKLOAD), *args]
         if user is not None:
-            argv = as_user(user, argv)
+            argv = as_user(user, argv, caps)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._readline(timeout)
         words = line.split()

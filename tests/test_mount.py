@@ -238,18 +238,20 @@ def test_access_rule_as_real_users(exact_mount: Mount, workloads) -> None:
     other = workloads(user=OTHER_USER)
     secret = workloads("--nondumpable", user=NOBODY)
     root = workloads()
+    # Same uids, but it holds a capability the reader lacks (cap_ptrace_access_check).
+    capable = workloads(user=NOBODY, caps="net_raw")
 
     r = read_as(NOBODY, exact_mount.file(own.pid))
     assert r.returncode == 0 and "Pss:" in r.stdout
     r = read_as(NOBODY, exact_mount.path / "self" / "totmaps")
     assert r.returncode == 0 and "Pss:" in r.stdout
-    for target in (other, secret, root):
+    for target in (other, secret, root, capable):
         r = read_as(NOBODY, exact_mount.file(target.pid))
         assert r.returncode != 0 and "Permission denied" in r.stderr, (target.proc.args, r)
         # The kernel agrees: the same caller gets the same answer from /proc.
         k = read_as(NOBODY, Path(f"/proc/{target.pid}/smaps"))
         assert k.returncode != 0 and "Permission denied" in k.stderr
-    for target in (own, other, secret, root):
+    for target in (own, other, secret, root, capable):
         assert b"Pss:" in exact_mount.read(target.pid)  # root reads all
 
     # ls -l shows owners as /proc does: the directory is the euid's, the file
