@@ -6,6 +6,8 @@ The package is layered; each module imports only from those above it here:
 - ``_parser``: picks the C parser (or falls back) and formats the file.
 - ``_procfs``: every read of /proc, errnos turned into ``_errors`` in one place.
 - ``_access``: the kernel's ptrace-read rule; ``_engine``: compute and cache.
+- ``_cgroups``: the cgroup v2 tree; ``_views``: whole-system snapshots (totmaps,
+  summary, per cgroup) over the engine; ``_metrics``: them as Prometheus gauges.
 - ``_tree``: paths, inodes, attributes; ``_ops``: the thin pyfuse3 adapter.
 - ``_daemon`` / ``_cli``: mounting, signals, systemd notification.
 

@@ -32,6 +32,29 @@ def _threads(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def _depth(text: str) -> int | None:
+    return None if text == "all" else _count(text)
+
+
+def _fields(text: str) -> tuple[str, ...] | None:
+    from ._metrics import parse_fields
+
+    try:
+        return parse_fields(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="totmapsfs",
@@ -65,6 +88,30 @@ def parser() -> argparse.ArgumentParser:
         help="worker threads for /proc reads, per pool (default 16): this many slow targets can be "
         "read at once before further reads wait; listing has its own pool",
     )
+    p.add_argument(
+        "--metrics-top",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-process series for the N processes with the largest Pss "
+        "(default 50; 0: per-cgroup series only)",
+    )
+    p.add_argument(
+        "--metrics-cgroup-depth",
+        type=_depth,
+        default=None,
+        metavar="D",
+        help="per-cgroup series in MOUNTPOINT/metrics down to depth D: 0 is the root cgroup only, "
+        "1 adds system.slice and its siblings, ... (default: all)",
+    )
+    p.add_argument(
+        "--metrics-fields",
+        type=_fields,
+        default=None,
+        metavar="LIST",
+        help="comma-separated fields exported in MOUNTPOINT/metrics, e.g. Rss,Pss,USS,Swap,SwapPss "
+        "(default: all that the kernel reports, and USS)",
+    )
     p.add_argument("--proc", default="/proc", metavar="DIR", help="procfs root to read (default /proc; for testing)")
     p.add_argument("--debug", action="store_true", help="log every request and libfuse's debug output")
     return p
@@ -81,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Imported late so that --help and usage errors work without pyfuse3.
         from ._engine import Engine
+        from ._metrics import MetricsOptions
         from ._mountpoint import check_host, prepare
         from ._ops import Operations
         from ._parser import IMPLEMENTATION
@@ -92,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         mountpoint = prepare(args.mountpoint)
         if IMPLEMENTATION != "c":
             log.warning("C parser not built: using the pure-Python parser (slower)")
-        ops = Operations(Tree(engine), threads=args.threads)
+        metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
+        ops = Operations(Tree(engine, metrics), threads=args.threads)
         detail = f" (source {engine.source.value}, max-age {args.max_age:g}s, parser {IMPLEMENTATION})"
         _daemon.serve(ops, mountpoint, debug=args.debug, detail=detail)
     except UserError as exc:

@@ -26,7 +26,7 @@ from . import _access
 from ._access import Caller
 from ._errors import NoSuchProcess, UserError
 from ._parser import format_totmaps, parse_smaps
-from ._procfs import Process, ProcReader
+from ._procfs import Process, ProcReader, Status
 
 
 class Source(str, Enum):
@@ -82,7 +82,7 @@ class Engine:
         *,
         clock: Callable[[], float] = time.monotonic,
         capacity: int = 8192,
-        parse: Callable[[bytes], dict[str, int]] = parse_smaps,
+        parse: Callable[[bytes | memoryview], dict[str, int]] = parse_smaps,
     ) -> None:
         self.reader = reader or ProcReader()
         source = Source(source)
@@ -107,14 +107,24 @@ class Engine:
     def totmaps(self, pid: int, caller: Caller | None = None) -> Totmaps:
         """The totmaps of ``pid``; ``caller`` None means "as the daemon itself" (no check)."""
         with self.reader.open(pid) as proc:
-            stat = proc.stat()
-            status = proc.status()
-            if caller is not None:
-                st = proc.smaps_stat()
-                _access.check(caller, status, st.st_uid, st.st_gid)
-            key = (pid, stat.starttime)
-            signature = (stat.minflt, stat.majflt, status.memory)
-            return self._cached(key, signature, proc)
+            return self.totmaps_of(proc, caller)[1]
+
+    def totmaps_of(self, proc: Process, caller: Caller | None = None) -> tuple[Status, Totmaps]:
+        """As ``totmaps``, for a process already pinned, with the status it was checked against.
+
+        For the whole-system views: they pin each process once (to read its
+        cgroup first) and need its name and uid, which this status already holds.
+        """
+        stat = proc.stat()
+        status = proc.status()
+        # A caller with CAP_SYS_PTRACE may read anything (may_read): skipping
+        # the owner's stat for it saves a syscall per process in the views.
+        if caller is not None and not caller.has_ptrace_cap:
+            st = proc.smaps_stat()
+            _access.check(caller, status, st.st_uid, st.st_gid)
+        key = (proc.pid, stat.starttime)
+        signature = (stat.minflt, stat.majflt, status.memory)
+        return status, self._cached(key, signature, proc)
 
     def _cached(self, key: Key, signature: Signature, proc: Process) -> Totmaps:
         now = self._clock()
@@ -152,13 +162,14 @@ class Engine:
         return flight.value
 
     def _compute(self, proc: Process, key: Key) -> Totmaps:
-        raw = proc.memory(self.rollup)
-        # The dirfd pins the task, so this stat answers for the same process or
-        # fails: an empty read from a process that exited meanwhile becomes
-        # ENOENT, while a zombie (still there, no mm) keeps its empty file.
-        if proc.stat().starttime != key[1]:
-            raise NoSuchProcess(key[0])
-        fields = self._parse(raw)
+        # The text is parsed where it was read (a pooled buffer): no copy of it.
+        with proc.memory_view(self.rollup) as raw:
+            # The dirfd pins the task, so this stat answers for the same process or
+            # fails: an empty read from a process that exited meanwhile becomes
+            # ENOENT, while a zombie (still there, no mm) keeps its empty file.
+            if proc.stat().starttime != key[1]:
+                raise NoSuchProcess(key[0])
+            fields = self._parse(raw)
         return Totmaps(fields, format_totmaps(fields))
 
     def _store(self, key: Key, entry: _Entry) -> None:
