@@ -112,3 +112,9 @@ uninstall:
 boot-test: venv
 	$(PY) -m pytest -v tests/test_systemd.py $(PYTEST_ARGS)
 
+# Performance (issue 4): mounts totmapsfs in a temporary directory, makes its
+# own workloads and prints medians [min-max] with the targets; root, a few
+# minutes. BENCH_ARGS=--quick for ~30 s; pip install '.[plot]' for the PNG.
+.PHONY: bench
+bench: venv
+	$(PY) -m totmapsfs.bench $(BENCH_ARGS)

@@ -97,7 +97,7 @@ class Operations(pyfuse3.Operations):
         self._handles = itertools.count(1)
 
     async def _run(self, limiter: trio.CapacityLimiter, fn: Callable[..., R], *args: Any) -> R:
-        # abandon_on_cancel: at shutdown a read stuck in the kernel must not
+        # Abandoned on cancel: at shutdown a read stuck in the kernel must not
         # hold the unmount hostage.
         return await trio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
 

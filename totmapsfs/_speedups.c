@@ -243,7 +243,16 @@ build_dict(const table_t *t)
     return dict;
 }
 
-static PyObject *
+/* The scan runs at ~2 GB/s or ~15% slower depending on how GCC lays out its
+   loops: unrelated code added to this file once cost that much.  Aligning the function
+   (into which the scan is inlined) brought it back and keeps it stable. */
+#if defined(__GNUC__)
+#define HOT_FUNCTION __attribute__((aligned(64)))
+#else
+#define HOT_FUNCTION
+#endif
+
+static PyObject *HOT_FUNCTION
 parse_smaps(PyObject *module, PyObject *data)
 {
     (void)module;
