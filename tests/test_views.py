@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import NOBODY, PY, Mount, Workload, as_user, fields, wait_for
 from totmapsfs._access import identify
+from totmapsfs._procfs import parse_mountinfo
 from totmapsfs._cgroups import Cgroups, ancestors, find_cgroup2, unified_path, within
 from totmapsfs._cli import parser
 from totmapsfs._engine import Engine
@@ -439,14 +440,14 @@ def test_find_cgroup2() -> None:
     hybrid = (b"31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
               b"35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
               b"41 31 0:38 / /sys/fs/cgroup/unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n")
-    m = find_cgroup2(hybrid)
+    m = find_cgroup2(parse_mountinfo(hybrid))
     assert m is not None and (m.path, m.root) == ("/sys/fs/cgroup/unified", "/")
     sub = b"50 1 0:38 /a\\040b /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n"
-    m = find_cgroup2(sub + hybrid)
+    m = find_cgroup2(parse_mountinfo(sub + hybrid))
     assert m is not None and m.path == "/sys/fs/cgroup/unified"  # the whole hierarchy is preferred
-    m = find_cgroup2(sub)
+    m = find_cgroup2(parse_mountinfo(sub))
     assert m is not None and (m.path, m.root) == ("/mnt/my cg", "/a b")
-    assert find_cgroup2(hybrid.splitlines()[0]) is None
+    assert find_cgroup2(parse_mountinfo(hybrid.splitlines()[0])) is None
     assert unified_path(b"4:memory:/x\n0::/system.slice/ssh.service\n") == "/system.slice/ssh.service"
     assert unified_path(b"4:memory:/x\n") is None
     assert within("a/b", "a") and within("a", "a") and within("a", "") and not within("ab", "a")

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 import stat
 import threading
 from dataclasses import dataclass
 
 from ._errors import NameTooLong, NoSuchEntry, NotADirectory
-from ._procfs import ProcReader
+from ._procfs import Mount, ProcReader
 
 NAME_MAX = 255
 # The id table is pruned of cgroups that no longer exist once it holds this
 # many more entries than were alive after the last pruning: hosts that create
 # a cgroup per container or per login must not grow it for ever.
 _PRUNE_SLACK = 1024
-_OCTAL = re.compile(rb"\\([0-7]{3})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +25,13 @@ class Cgroup2Mount:
     root: str  # its top as /proc/<pid>/cgroup names cgroups: "/" unless only a subtree is mounted
 
 
-def _unescape(field: bytes) -> bytes:
-    # mountinfo writes space, tab, newline and backslash as \ooo (fs/proc_namespace.c).
-    return _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field)
-
-
-def find_cgroup2(mountinfo: bytes) -> Cgroup2Mount | None:
-    """The cgroup2 mount in a /proc/self/mountinfo text; one showing the whole hierarchy if any."""
+def find_cgroup2(mounts: list[Mount]) -> Cgroup2Mount | None:
+    """The cgroup2 mount among ``mounts``; one showing the whole hierarchy if any."""
     found: Cgroup2Mount | None = None
-    for line in mountinfo.split(b"\n"):
-        # "id parent major:minor root mountpoint options [optional...] - fstype source superopts"
-        left, sep, right = line.partition(b" - ")
-        if not sep or not right.startswith(b"cgroup2 "):
+    for m in mounts:
+        if m.fstype != "cgroup2":
             continue
-        parts = left.split()
-        if len(parts) < 5:
-            continue
-        mount = Cgroup2Mount(os.fsdecode(_unescape(parts[4])), os.fsdecode(_unescape(parts[3])))
+        mount = Cgroup2Mount(m.mountpoint, m.root)
         if mount.root == "/":
             return mount
         found = found or mount
@@ -106,7 +94,7 @@ class Cgroups:
         """The cgroup2 mount, found once; looked for again on each call while there is none."""
         if self._mount is None:
             try:
-                self._mount = find_cgroup2(self._reader.mountinfo())
+                self._mount = find_cgroup2(self._reader.mounts())
             except OSError:
                 return None
         return self._mount

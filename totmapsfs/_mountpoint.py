@@ -5,12 +5,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shutil
 import stat
 import subprocess
 
 from ._errors import UserError
+from ._procfs import ProcReader
 
 log = logging.getLogger("totmapsfs")
 
@@ -28,17 +28,8 @@ def check_host() -> None:
 def mount_at(path: str) -> tuple[str, str] | None:
     """(fstype, source) of the filesystem mounted exactly at ``path``, or None."""
     real = os.path.realpath(path)
-    found = None
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            left, _, right = line.partition(b" - ")
-            fields = left.split()
-            # Spaces, tabs, newlines and backslashes are octal-escaped (proc(5)).
-            mnt = os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), fields[4]))
-            if mnt == real:
-                fstype, source = right.split()[:2]
-                found = (fstype.decode(), source.decode())  # the last one is on top
-    return found
+    on_top = [m for m in ProcReader().mounts() if m.mountpoint == real][-1:]  # the last one is on top
+    return (on_top[0].fstype, on_top[0].source) if on_top else None
 
 
 def prepare(path: str) -> str:

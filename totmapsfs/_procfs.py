@@ -6,6 +6,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, ParamSpec, TypeVar
@@ -128,6 +129,36 @@ def _read_fd_into(fd: int, buf: bytearray) -> int:
         if not got:
             return n
         n += got
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """One line of /proc/<pid>/mountinfo, the fields we use (proc(5))."""
+
+    root: str  # (4) the directory of the filesystem that is mounted here
+    mountpoint: str  # (5)
+    fstype: str
+    source: str
+
+
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def _unescape(field: bytes) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo (fs/proc_namespace.c).
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), field))
+
+
+def parse_mountinfo(data: bytes) -> list[Mount]:
+    """The mounts of a mountinfo text, in its order (a later mount on the same point is on top)."""
+    mounts = []
+    for line in data.split(b"\n"):
+        # "id parent major:minor root mountpoint options [optional...] - fstype source superopts"
+        left, sep, right = line.partition(b" - ")
+        parts, tail = left.split(), right.split()
+        if sep and len(parts) >= 5 and len(tail) >= 2:
+            mounts.append(Mount(_unescape(parts[3]), _unescape(parts[4]), _unescape(tail[0]), _unescape(tail[1])))
+    return mounts
 
 
 def parse_stat(data: bytes) -> Stat:
@@ -298,10 +329,10 @@ class ProcReader:
         """Thread-group ids, as /proc lists them (threads are hidden there too)."""
         return sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
 
-    def mountinfo(self) -> bytes:
-        """Our own mount table, where the cgroup2 mount is found; OSError passes through."""
+    def mounts(self) -> list[Mount]:
+        """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
         with open(f"{self.root}/self/mountinfo", "rb") as f:
-            return f.read()
+            return parse_mountinfo(f.read())
 
     def has_rollup(self) -> bool:
         """True when the kernel offers smaps_rollup (Linux >= 4.14)."""
