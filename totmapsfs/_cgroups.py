@@ -50,6 +50,11 @@ def unified_path(cgroup_file: bytes) -> str | None:
     return None
 
 
+def child_path(parent: str, name: str) -> str:
+    """The relative path of cgroup ``name`` under ``parent`` ("" is the root)."""
+    return f"{parent}/{name}" if parent else name
+
+
 def within(member: str, group: str) -> bool:
     """Whether relative cgroup path ``member`` is ``group`` or below it ("" is the root)."""
     return not group or member == group or member.startswith(group + "/")

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from . import _access
-from ._cgroups import check_name
+from ._cgroups import check_name, child_path
 from ._engine import Engine
 from ._errors import NameTooLong, NoSuchEntry, NotADirectory
 from ._metrics import MetricsOptions, render
@@ -113,6 +113,12 @@ def is_view_inode(ino: int) -> bool:
     return (ino < _PID_BASE and ino not in (ROOT_INODE, SELF_INODE)) or ino >= _CGROUP_BASE
 
 
+def _cgroup_attr(ino: int, is_file: bool, st: os.stat_result) -> Attr:
+    """A cgroup directory or its totmaps: owned and dated as the cgroup directory is."""
+    mode = stat.S_IFREG | 0o444 if is_file else stat.S_IFDIR | 0o555
+    return Attr(ino, mode, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
+
+
 def parse_pid(name: bytes) -> int:
     """A directory name as /proc reads it: decimal, no sign, no leading zero (name_to_int)."""
     if len(name) > NAME_MAX:
@@ -135,6 +141,9 @@ class Tree:
         self.metrics = metrics or MetricsOptions()
         self.mounted_ns = time.time_ns()
         self._own_user_ns = self.reader.user_ns(os.getpid())
+
+    def _caller(self, request: Request) -> _access.Caller:
+        return _access.identify(self.reader, request.pid, request.uid, request.gid, self._own_user_ns)
 
     # -- attributes -----------------------------------------------------------
 
@@ -203,7 +212,7 @@ class Tree:
     def readlink(self, ino: int, request: Request) -> bytes:
         if ino != SELF_INODE:
             raise NoSuchEntry(f"inode {ino}")
-        caller = _access.identify(self.reader, request.pid, request.uid, request.gid, self._own_user_ns)
+        caller = self._caller(request)
         if caller.tgid <= 0:
             # The caller is not visible in our pid namespace; /proc/self is
             # dangling there too.
@@ -219,7 +228,7 @@ class Tree:
         pid, is_file = decode_inode(ino)
         if not is_file:
             raise NoSuchEntry(f"inode {ino}")
-        caller = _access.identify(self.reader, request.pid, request.uid, request.gid, self._own_user_ns)
+        caller = self._caller(request)
         return self.engine.totmaps(pid, caller).text
 
     # -- whole-system views (_views, _metrics, _cgroups do the work) -----------
@@ -231,9 +240,7 @@ class Tree:
         if cgroup is None:
             raise NoSuchEntry(f"inode {ino}")
         ident, is_file = cgroup
-        st = self.views.cgroups.stat(self.views.cgroups.path_of(ident))
-        mode = stat.S_IFREG | 0o444 if is_file else stat.S_IFDIR | 0o555
-        return Attr(ino, mode, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
+        return _cgroup_attr(ino, is_file, self.views.cgroups.stat(self.views.cgroups.path_of(ident)))
 
     def _view_entries(self) -> list[tuple[bytes, Attr]]:
         entries = [(name, self._view_attr(ino)) for name, ino in VIEW_FILES.items()]
@@ -252,7 +259,7 @@ class Tree:
             return self._view_attr(cgroup_inode(ident, True))
         cgroups = self.views.cgroups
         parent_path = cgroups.path_of(ident)
-        child = f"{parent_path}/{check_name(name)}" if parent_path else check_name(name)
+        child = child_path(parent_path, check_name(name))
         cgroups.stat(child)
         return self._view_attr(cgroup_inode(cgroups.id_of(child), False))
 
@@ -269,15 +276,13 @@ class Tree:
             up = self._root_attr()
         entries = [(b".", here), (b"..", up), (TOTMAPS, self._view_attr(cgroup_inode(cgroup[0], True)))]
         for name, st in cgroups.children(path):
-            child = f"{path}/{name}" if path else name
-            attr = Attr(cgroup_inode(cgroups.id_of(child), False), stat.S_IFDIR | 0o555, 1,
-                        st.st_uid, st.st_gid, st.st_mtime_ns)
-            entries.append((os.fsencode(name), attr))
+            ino = cgroup_inode(cgroups.id_of(child_path(path, name)), False)
+            entries.append((os.fsencode(name), _cgroup_attr(ino, False, st)))  # the listing's stat: no second one
         return entries
 
     def _view_read(self, ino: int, request: Request) -> bytes:
         # One Caller for the whole read: the views check every process against it.
-        caller = _access.identify(self.reader, request.pid, request.uid, request.gid, self._own_user_ns)
+        caller = self._caller(request)
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
         if ino == SUMMARY_INODE:
