@@ -20,7 +20,6 @@ R = TypeVar("R")
 CAP_SYS_PTRACE = 19
 
 _SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
-_BIG_READ = 256 * 1024  # smaps of a 2000-mapping process is ~1.5 MB: a few reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,20 +266,6 @@ class Process:
         return self._read("cgroup", _SMALL_READ)
 
     @_wrap("memory")
-    def memory(self, rollup: bool) -> bytes:
-        """The raw smaps_rollup or smaps text; b"" for a process without an address space.
-
-        smaps of a kernel thread or zombie reads empty, while smaps_rollup fails
-        with ESRCH (fs/proc/task_mmu.c: show_smaps_rollup finds no mm); both mean
-        "no address space" here. Whether the process itself is gone is for the
-        caller to decide by re-reading stat.
-        """
-        try:
-            return self._read("smaps_rollup", _SMALL_READ) if rollup else self._read("smaps", _BIG_READ)
-        except ProcessLookupError:
-            return b""
-
-    @_wrap("memory")
     def _memory_into(self, rollup: bool, buf: bytearray) -> int:
         try:
             fd = os.open("smaps_rollup" if rollup else "smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
@@ -293,11 +278,13 @@ class Process:
 
     @contextlib.contextmanager
     def memory_view(self, rollup: bool) -> Iterator[memoryview]:
-        """What memory() returns, without a copy: a view of a pooled buffer, valid in the with-block only."""
-        if rollup:  # a kilobyte: copying it costs less than the buffer's extra syscalls
-            with memoryview(self.memory(True)) as small:
-                yield small
-            return
+        """The raw smaps_rollup or smaps text, as a view of a pooled buffer valid in the with-block only.
+
+        Empty for a process without an address space: smaps of a kernel thread
+        or zombie reads empty, while smaps_rollup fails with ESRCH
+        (fs/proc/task_mmu.c: show_smaps_rollup finds no mm). Whether the process
+        itself is gone is for the caller to decide by re-reading stat.
+        """
         buf = self._buffers.take()
         size = self._memory_into(rollup, buf)  # before any view: the buffer may have to grow
         view = memoryview(buf)[:size]
