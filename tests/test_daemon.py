@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HERE, NOBODY, PY, Mount, as_user, fields, is_mounted, wait_for
+from conftest import HERE, NOBODY, PY, Mount, as_user, is_mounted
 
 ROOT = HERE.parent
 
