@@ -17,6 +17,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, Iterator
 
+from ._mountpoint import mount_at
+
 WORKLOAD_SCRIPT = Path(__file__).with_name("_bench_workload.py")
 PR_SET_PDEATHSIG = 1
 
@@ -81,9 +83,7 @@ def start_workload(label: str, mappings: int, pages: int, children: int = 0, tim
 
 
 def is_mounted(path: Path) -> bool:
-    target = os.fsencode(os.path.realpath(path))
-    with open("/proc/self/mountinfo", "rb") as f:
-        return any(line.split()[4] == target for line in f)
+    return mount_at(str(path)) is not None
 
 
 @dataclass
