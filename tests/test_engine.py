@@ -186,6 +186,7 @@ ADMIN = Caller(tgid=11, uid=0, gid=0, has_ptrace_cap=True)
         (USER, status(), (1000, 1000), True),  # own, dumpable
         (USER, status(), (0, 0), False),  # own, not dumpable
         (USER, status(memory=b""), (1000, 1000), True),  # own zombie: no mm, no dumpable check
+        (USER, status(uids=(0,) * 4, memory=b""), (0, 0), True),  # root's kernel thread: no mm, no check
         (USER, status(uids=(1000, 1000, 0, 1000)), (1000, 1000), False),  # setuid: saved uid differs
         (USER, status(gids=(1000, 5, 1000, 1000)), (1000, 1000), False),  # setgid
         (USER, status(uids=(1001,) * 4), (1001, 1000), False),  # another user

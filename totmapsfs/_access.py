@@ -53,11 +53,14 @@ def may_read(caller: Caller, target: Status, owner_uid: int, owner_gid: int) -> 
     target that is not dumpable needs CAP_SYS_PTRACE too. /proc does not print the dumpable flag; it shows it through ownership:
     /proc/<pid> belongs to the euid/egid when dumpable and to root otherwise
     (task_dump_owner in fs/proc/base.c). For a target running as root:root the
-    two cases look alike, so we assume "not dumpable" (deny, the safe side); a
-    process with no address space (kernel thread, zombie) skips the check, as
-    in the kernel where it only applies when task->mm is set.
+    two cases look alike, so we assume "not dumpable" (deny, the safe side).
+
+    A process with no address space (kernel thread, zombie) is readable by
+    anyone, as in /proc: proc_mem_open (fs/proc/base.c) only calls
+    mm_access's ptrace check when the task has an mm, so its smaps reads empty
+    to every user. The engine then serves it empty without reading anything.
     """
-    if caller.tgid == target.tgid:
+    if caller.tgid == target.tgid or not target.memory:
         return True
     same_ids = all(u == caller.uid for u in target.uids[:3]) and all(
         g == caller.gid for g in target.gids[:3]
@@ -66,8 +69,6 @@ def may_read(caller: Caller, target: Status, owner_uid: int, owner_gid: int) -> 
         return True
     if not same_ids or target.cap_prm & ~caller.cap_prm:
         return False
-    if not target.memory:
-        return True
     euid, egid = target.uids[1], target.gids[1]
     return (owner_uid, owner_gid) == (euid, egid) and (euid, egid) != (0, 0)
 

@@ -122,6 +122,12 @@ class Engine:
         if caller is not None and not caller.has_ptrace_cap:
             st = proc.smaps_stat()
             _access.check(caller, status, st.st_uid, st.st_gid)
+        if not status.memory:
+            # No address space when checked (kernel thread, zombie): empty, and
+            # nothing is read, so a kernel thread that execs a usermode helper
+            # right now (call_usermodehelper) cannot show its new memory to a
+            # caller the check let through only because there was none.
+            return status, Totmaps({}, b"")
         key = (proc.pid, stat.starttime)
         signature = (stat.minflt, stat.majflt, status.memory)
         return status, self._cached(key, signature, proc)
