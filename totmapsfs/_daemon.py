@@ -11,6 +11,7 @@ import sys
 import pyfuse3
 import trio
 
+from ._privileges import drop_after_mount, regain_for_unmount
 from ._sdnotify import notify
 
 log = logging.getLogger("totmapsfs")
@@ -34,8 +35,10 @@ def serve(ops: pyfuse3.Operations, mountpoint: str, *, debug: bool = False, deta
     """Mount ``ops`` at ``mountpoint`` and serve until a stop signal; always unmounts."""
     pyfuse3.init(ops, mountpoint, mount_options(debug))
     try:
+        drop_after_mount()  # before trio.run starts any thread: capabilities are per thread
         trio.run(_main, mountpoint, detail)
     finally:
+        regain_for_unmount()
         pyfuse3.close(unmount=True)
     log.info("unmounted %s", mountpoint)
 
