@@ -53,6 +53,7 @@ BOOT_CHECKS = [
     "boot-active-and-answering",
     "same-mount-namespace",
     "hardening-applied",
+    "dropped-after-mount",
     "oom-score-adjust",
     "read-self",
     "read-pid1-as-root",

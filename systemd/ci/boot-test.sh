@@ -114,6 +114,10 @@ nnp=$(grep '^NoNewPrivs:' /proc/"$MAIN"/status | cut -f2)
 seccomp=$(grep '^Seccomp:' /proc/"$MAIN"/status | cut -f2)
 check hardening-applied "CapBnd=$capbnd NoNewPrivs=$nnp Seccomp=$seccomp" \
     '[ "$capbnd" = "$EXPECTED_CAPBND" ] && [ "$nnp" = 1 ] && [ "$seccomp" = 2 ]'
+# After mounting the daemon itself lowers its effective set to CAP_SYS_PTRACE
+# (bit 19), in every thread; CAP_SYS_ADMIN stays permitted for the unmount.
+caps_eff=$(cat /proc/"$MAIN"/task/*/status | grep '^CapEff:' | cut -f2 | sort -u | tr '\n' ' ')
+check dropped-after-mount "CapEff per thread: $caps_eff" '[ "$caps_eff" = "0000000000080000 " ]'
 # OOMScoreAdjust=-900: systemd can only lower it holding CAP_SYS_RESOURCE
 # (capability 24), which some container hosts withhold; it then ignores it.
 oom=$(cat /proc/"$MAIN"/oom_score_adj)
