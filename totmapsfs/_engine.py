@@ -115,19 +115,19 @@ class Engine:
         For the whole-system views: they pin each process once (to read its
         cgroup first) and need its name and uid, which this status already holds.
         """
-        stat = proc.stat()
         status = proc.status()
+        if not status.memory:
+            # No address space (kernel thread, zombie): anyone may read it, as in
+            # /proc (may_read), and it is empty. Nothing more is read, so a kernel
+            # thread that execs a usermode helper right now (call_usermodehelper)
+            # cannot show its new memory to a caller never checked against it.
+            return status, Totmaps({}, b"")
         # A caller with CAP_SYS_PTRACE may read anything (may_read): skipping
         # the owner's stat for it saves a syscall per process in the views.
         if caller is not None and not caller.has_ptrace_cap:
             st = proc.smaps_stat()
             _access.check(caller, status, st.st_uid, st.st_gid)
-        if not status.memory:
-            # No address space when checked (kernel thread, zombie): empty, and
-            # nothing is read, so a kernel thread that execs a usermode helper
-            # right now (call_usermodehelper) cannot show its new memory to a
-            # caller the check let through only because there was none.
-            return status, Totmaps({}, b"")
+        stat = proc.stat()
         key = (proc.pid, stat.starttime)
         signature = (stat.minflt, stat.majflt, status.memory)
         return status, self._cached(key, signature, proc)
