@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import _bench_measure as m
+from . import _bench_views
 from ._bench_env import BenchError, Env, Workload, environment
 from ._bench_report import Target, fmt, plot, ratios, table, targets_table
 
@@ -47,12 +49,13 @@ class Config:
     conc_time: float  # seconds per (mode, readers) per run
     warmup_reads: int
     footprint_reads: int
+    view_rounds: int
 
 
 FULL = Config(5, {"200": 60, "2000": 40, "8000": 12, "2000x64": 20}, {"200": 300, "2000": 150, "8000": 40, "2000x64": 60},
-              0.25, 0.5, 5_000, 100_000)
+              0.25, 0.5, 5_000, 100_000, 9)
 QUICK = Config(3, {"200": 12, "2000": 10, "8000": 3, "2000x64": 5}, {"200": 60, "2000": 40, "8000": 10, "2000x64": 15},
-               0.05, 0.15, 1_000, 10_000)
+               0.05, 0.15, 1_000, 10_000, 5)
 
 
 def log(msg: str) -> None:
@@ -73,6 +76,8 @@ class Bench:
         self.fp: list[tuple[str, int, int]] = []
         self.fp_failures = 0
         self.fp_pids = 0
+        self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
+        self.view_processes = 0
         self.reader = m.Reader()
         self.cat_bin, self.awk_bin = m.which("cat"), m.which("awk")
 
@@ -173,6 +178,16 @@ class Bench:
                 self.tput.setdefault(mode, {}).setdefault(n, []).append(rate)
                 self.busy.setdefault(mode, {}).setdefault(n, []).append(busy)
 
+    # -- f. whole-system views ------------------------------------------------------
+
+    def run_views(self) -> None:
+        mounts = self.env.mounts
+        per_run = _bench_views.measure(mounts["rollup-cold"].path, mounts["rollup-warm"].path, self.reader,
+                                       self.cfg.view_rounds)
+        for name, med in per_run.items():
+            self.views.setdefault(name, []).append(med)
+        self.view_processes = sum(1 for n in os.listdir("/proc") if n.isdigit())
+
     # -- e. footprint ------------------------------------------------------------------
 
     def run_footprint(self) -> None:
@@ -191,12 +206,13 @@ class Bench:
     def run(self) -> None:
         self.setup()
         for r in range(self.cfg.repeat):
-            log(f"run {r + 1}/{self.cfg.repeat}: a. cat, b. in-process, c. parsers, d. concurrent readers")
+            log(f"run {r + 1}/{self.cfg.repeat}: a. cat, b. in-process, c. parsers, d. concurrent readers, f. views")
             for size, *_ in SIZES:
                 self.run_cat(size)
                 self.run_inproc(size)
                 self.run_parse(size)
             self.run_conc()
+            self.run_views()
         self.run_footprint()
 
     # -- report ----------------------------------------------------------------------
@@ -240,7 +256,9 @@ class Bench:
         rows = [[what, f"{rss:,}", str(fds)] for what, rss, fds in self.fp]
         out.append(table(f"e. Daemon footprint (default options), reads over {self.fp_pids} pids;"
                          f" {self.fp_failures} failed reads", ["", "RSS kB", "open fds"], rows))
-        out.append(targets_table(self.targets()))
+        views_table, view_targets = _bench_views.report(self.views, self.view_processes)
+        out.append(views_table)
+        out.append(targets_table(self.targets() + view_targets))
         return "\n\n".join(out)
 
     def targets(self) -> list[Target]:
@@ -312,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is not None:
         if args.repeat < 1:
             parser().error("--repeat must be at least 1")
-        cfg = Config(args.repeat, cfg.cat_rounds, cfg.inproc_rounds, cfg.parse_time, cfg.conc_time,
-                     cfg.warmup_reads, cfg.footprint_reads)
+        cfg = dataclasses.replace(cfg, repeat=args.repeat)
     from ._parser import IMPLEMENTATION
 
     started = time.monotonic()
