@@ -127,6 +127,22 @@ def test_reused_pid_is_a_new_key(workloads, clock: Clock) -> None:
     assert engine.counters.hits == 0 and engine.counters.misses == 2
 
 
+def test_no_answer_kept_from_within_the_start_tick(workloads, clock: Clock) -> None:
+    """A pid reused within one clock tick has the same (pid, start time): such answers are not cached."""
+    w = workloads()
+    starttime = int(Path(f"/proc/{w.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    now = [starttime]  # the start tick has not ended yet
+    engine = Engine(max_age=3600, clock=clock, tick=lambda: now[0])
+    with w.stopped():
+        engine.totmaps(w.pid)
+        engine.totmaps(w.pid)
+        assert (engine.counters.misses, engine.counters.hits, len(engine)) == (2, 0, 0)
+        now[0] = starttime + 1  # from the next tick on, any successor has another start time
+        engine.totmaps(w.pid)
+        engine.totmaps(w.pid)
+    assert (engine.counters.misses, engine.counters.hits, len(engine)) == (3, 1, 1)
+
+
 # -- the Python API ----------------------------------------------------------
 
 def test_api_without_fuse(workloads) -> None:

@@ -11,10 +11,18 @@ losing them to reclaim or swap all move one of these, so a process that
 touches new memory shows it on the very next read. What they do not see is
 other processes changing how a shared page is split (Pss) or the referenced
 bit ageing: those are bounded by ``max_age``.
+
+Start times have the resolution of a clock tick (10 ms), and a pid can be
+handed out again within one (a small pid namespace, ns_last_pid): a successor
+running the same program then has the same key *and* often the same
+generation. So an answer is kept, or shared with concurrent readers, only when
+it was computed after the process's start tick had ended: its successor, if
+any, started later and has another key.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +45,14 @@ class Source(str, Enum):
 
 Key = tuple[int, int]  # (pid, start time in clock ticks)
 Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory block)
+
+# /proc/<pid>/stat gives start times in clock ticks (USER_HZ) of CLOCK_BOOTTIME.
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def boot_tick() -> int:
+    """Now, in the clock ticks since boot that /proc/<pid>/stat counts start times in."""
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
 
 
 @dataclass(slots=True)
@@ -62,6 +78,7 @@ class _Flight:
     done: threading.Event = field(default_factory=threading.Event)
     value: Totmaps | None = None
     error: BaseException | None = None
+    settled: bool = False  # computed after the start tick: surely this process's (see _compute)
 
 
 @dataclass(slots=True)
@@ -81,6 +98,7 @@ class Engine:
         max_age: float = 1.0,
         *,
         clock: Callable[[], float] = time.monotonic,
+        tick: Callable[[], int] = boot_tick,
         capacity: int = 8192,
         parse: Callable[[bytes | memoryview], dict[str, int]] = parse_smaps,
     ) -> None:
@@ -95,6 +113,7 @@ class Engine:
         self.capacity = capacity
         self.counters = Counters()
         self._clock = clock
+        self._tick = tick
         self._parse = parse
         self._lock = threading.Lock()
         self._cache: OrderedDict[Key, _Entry] = OrderedDict()
@@ -149,12 +168,13 @@ class Engine:
                 owner = True
         if not owner:
             flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            assert flight.value is not None
-            return flight.value
+            if flight.value is not None and flight.settled:
+                return flight.value
+            # A failure, or an answer that may be a same-tick predecessor's:
+            # compute for the process this reader pinned.
+            return self._compute(proc, key)[0]
         try:
-            flight.value = self._compute(proc, key)
+            flight.value, flight.settled = self._compute(proc, key)
         except BaseException as exc:
             flight.error = exc
             raise
@@ -162,12 +182,18 @@ class Engine:
             with self._lock:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
-                if flight.value is not None and self.max_age > 0:
+                if flight.value is not None and flight.settled and self.max_age > 0:
                     self._store(key, _Entry(signature, now, flight.value))
             flight.done.set()
         return flight.value
 
-    def _compute(self, proc: Process, key: Key) -> Totmaps:
+    def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
+        """The answer, and whether the process was still alive after its start tick ended.
+
+        If so, a process that gets its pid later starts in a later tick and has
+        another key; if not, the answer must not be kept or shared.
+        """
+        tick = self._tick()  # read before the liveness check below, which then proves it
         # The text is parsed where it was read (a pooled buffer): no copy of it.
         with proc.memory_view(self.rollup) as raw:
             # The dirfd pins the task, so this stat answers for the same process or
@@ -176,7 +202,7 @@ class Engine:
             if proc.stat().starttime != key[1]:
                 raise NoSuchProcess(key[0])
             fields = self._parse(raw)
-        return Totmaps(fields, format_totmaps(fields))
+        return Totmaps(fields, format_totmaps(fields)), tick > key[1]
 
     def _store(self, key: Key, entry: _Entry) -> None:
         # Caller holds the lock. Oldest first: expired entries can never be
