@@ -76,7 +76,28 @@ async def _announce_ready(mountpoint: str, detail: str) -> None:
     notify(f"READY=1\nSTATUS=serving {mountpoint}\nMAINPID={os.getpid()}")
 
 
+def _open_std_fds() -> None:
+    """Point any of descriptors 0-2 that our starter left closed at /dev/null.
+
+    A closed one would be handed out by the next open() (/dev/fuse, say), and
+    libfuse's --debug output, written to descriptor 2, would go into it; and
+    Python, finding no stderr, sets sys.stderr to None, on which
+    faulthandler.register raises and stops the daemon.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)
+
+
 def setup_logging(debug: bool) -> None:
+    _open_std_fds()
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if debug else logging.INFO,
