@@ -235,6 +235,33 @@ def test_source_that_never_answers_stalls_only_its_readers(fake: FakeProc, mount
            queued_read=f"served {waiting.took:.2f} s after it began")
 
 
+def test_views_leave_out_a_process_that_fails_or_never_answers(fake: FakeProc, mount_factory, workloads,
+                                                                request: pytest.FixtureRequest) -> None:
+    """One process failing (EIO) or stuck must not take summary/totmaps/metrics down or hang them."""
+    like = workloads()
+    fake.real(like.pid)
+    failing = fake.plant(PLANTED, like.pid, smaps_rollup=f"/proc/{like.pid}/mem")  # EIO
+    slow = fake.plant(PLANTED + 1, like.pid, smaps_rollup=FIFO)
+    m = fake.mount(mount_factory, "--max-age", "0")
+    first = Reader(m.path / "summary", fake)  # meets the stuck process first: it waits, as /proc would
+    wait_for(lambda: stuck_on_fifo(m.proc.pid) == 1, HANG, "the first summary stuck on the FIFO")
+    took: dict[str, float] = {}
+    for view in ("summary", "totmaps", "metrics"):
+        took[view], text = outcome(lambda: (m.path / view).read_bytes())
+        assert isinstance(text, bytes), (view, text)
+    assert max(took.values()) < HANG, took
+    pids = {line.split()[0] for line in (m.path / "summary").read_text().splitlines()[1:]}
+    assert str(like.pid) in pids and failing.name not in pids and slow.name not in pids
+    assert first.is_alive()
+    feed(slow / "smaps_rollup", Path(f"/proc/{like.pid}/smaps_rollup").read_bytes())
+    first.join(HANG)
+    assert isinstance(first.result, bytes) and slow.name in first.result.decode()  # fed: it counts again
+    log = m.log_text()
+    assert log.count(f"views leave out process {PLANTED}:") == 1 and f"views leave out process {PLANTED + 1}:" in log
+    assert m.proc.poll() is None
+    report(request, "views with a failing and a stuck process", **{v: f"{t * 1e3:.0f} ms" for v, t in took.items()})
+
+
 def test_sigterm_stops_the_daemon_with_a_read_stuck_in_the_kernel(fake: FakeProc, mount_factory, workloads,
                                                                   request: pytest.FixtureRequest) -> None:
     like = workloads()

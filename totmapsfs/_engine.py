@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Mapping
 
 from . import _access
 from ._access import Caller
-from ._errors import NoSuchProcess, UserError
+from ._errors import Busy, NoSuchProcess, UserError
 from ._parser import format_totmaps, parse_smaps
 from ._procfs import Process, ProcReader, Status
 
@@ -79,6 +79,7 @@ class _Flight:
     value: Totmaps | None = None
     error: BaseException | None = None
     settled: bool = False  # computed after the start tick: surely this process's (see _compute)
+    started: float = 0.0  # on the engine's clock
 
 
 @dataclass(slots=True)
@@ -128,11 +129,17 @@ class Engine:
         with self.reader.open(pid) as proc:
             return self.totmaps_of(proc, caller)[1]
 
-    def totmaps_of(self, proc: Process, caller: Caller | None = None) -> tuple[Status, Totmaps]:
+    def totmaps_of(
+        self, proc: Process, caller: Caller | None = None, *, patience: float | None = None
+    ) -> tuple[Status, Totmaps]:
         """As ``totmaps``, for a process already pinned, with the status it was checked against.
 
         For the whole-system views: they pin each process once (to read its
         cgroup first) and need its name and uid, which this status already holds.
+        With ``patience``, a process whose memory another reader has been reading
+        for that long raises Busy instead of being waited for: a view must not
+        hang on the one process whose mmap lock is held (fs/proc/task_mmu.c
+        takes it for every smaps read), only the reader that met it first does.
         """
         status = proc.status()
         if not status.memory:
@@ -149,9 +156,9 @@ class Engine:
         stat = proc.stat()
         key = (proc.pid, stat.starttime)
         signature = (stat.minflt, stat.majflt, status.memory)
-        return status, self._cached(key, signature, proc)
+        return status, self._cached(key, signature, proc, patience)
 
-    def _cached(self, key: Key, signature: Signature, proc: Process) -> Totmaps:
+    def _cached(self, key: Key, signature: Signature, proc: Process, patience: float | None = None) -> Totmaps:
         now = self._clock()
         with self._lock:
             entry = self._cache.get(key)
@@ -159,15 +166,18 @@ class Engine:
                 self.counters.hits += 1
                 return entry.value
             flight = self._flights.get(key)
+            if flight is not None and patience is not None and now - flight.started >= patience:
+                raise Busy(key[0])  # whatever its signature: a new read would block the same way
             if flight is not None and flight.signature == signature:
                 self.counters.joined += 1
                 owner = False
             else:
-                flight = self._flights[key] = _Flight(signature)
+                flight = self._flights[key] = _Flight(signature, started=now)
                 self.counters.misses += 1
                 owner = True
         if not owner:
-            flight.done.wait()
+            if not flight.done.wait(None if patience is None else flight.started + patience - now):
+                raise Busy(key[0])
             if flight.value is not None and flight.settled:
                 return flight.value
             # A failure, or an answer that may be a same-tick predecessor's:

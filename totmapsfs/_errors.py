@@ -57,5 +57,15 @@ class SourceError(TotmapsError):
         self.errno = err
 
 
+class Busy(TotmapsError):
+    """A process whose memory has been read for longer than a view waits (its mmap lock held): left out."""
+
+    errno = errno.EAGAIN
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"process {pid}: its smaps read has not returned")
+        self.pid = pid
+
+
 class UserError(Exception):
     """A mistake in how the command was run: printed as one line, exit status 1."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pwd
 import threading
@@ -12,7 +13,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from ._access import Caller
 from ._cgroups import Cgroups, unified_path, within
 from ._engine import Engine
-from ._errors import AccessDenied, NoSuchEntry
+from ._errors import AccessDenied, Busy, NoSuchEntry, SourceError
 from ._parser import format_totmaps
 
 # USS, as smem and psutil define it: the memory that would be freed if the
@@ -24,6 +25,14 @@ SUMMARY_COLUMNS = ("PID", "USER", "Rss", "Pss", "USS", "Swap", "SwapPss", "COMMA
 # run on other CPUs meanwhile.
 PASS_THREADS = min(4, os.cpu_count() or 1)
 _PER_THREAD = 64  # fewer processes than this per thread is not worth a thread
+# A process whose smaps read has been under way this long (seconds) is left out
+# of a view rather than waited for: its mmap lock is held (a fault stuck on a
+# dead NFS server, a huge munmap), and every summary or metrics poll would
+# otherwise hang on it, holding a worker thread each, as `ps` hangs on
+# /proc/<pid>/cmdline. Only the read that met it first waits, as /proc would.
+PATIENCE = 1.0
+
+log = logging.getLogger("totmapsfs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,9 @@ class Views:
     for the read and serves unchanged processes from its cache. Processes that
     exit meanwhile, or that the caller may not read, are left out, as are those
     with no address space (kernel threads, zombies), which have nothing to add.
+    So are, with a warning, processes the kernel fails to read (EIO...) and
+    those another reader has been reading for PATIENCE seconds: one bad
+    process must not take the whole view down or hang it.
     """
 
     def __init__(self, engine: Engine, cgroups: Cgroups | None = None) -> None:
@@ -125,6 +137,7 @@ class Views:
         # see snapshot. A heuristic, so unsynchronized.
         self._cold = True
         self._names: tuple[str, ...] = ()
+        self._warned: set[int] = set()  # pids already logged as left out: one line each, not one per poll
 
     def field_names(self) -> tuple[str, ...]:
         """The fields this kernel reports, learnt from our own process: a sum over no process shows them at 0."""
@@ -199,12 +212,22 @@ class Views:
                     path = unified_path(proc.cgroup()) if want_cgroup else None
                     if keep is not None and not keep(path):
                         continue
-                    status, totmaps = self.engine.totmaps_of(proc, caller)
+                    status, totmaps = self.engine.totmaps_of(proc, caller, patience=PATIENCE)
             except (NoSuchEntry, AccessDenied):
                 continue  # gone since the listing, or not the caller's to read
+            except (Busy, SourceError) as exc:
+                self._left_out(pid, exc)
+                continue
             if totmaps.fields:
                 rows.append(Row(pid, status.uids[1], status.name, path, totmaps.fields))
         return rows
+
+    def _left_out(self, pid: int, exc: Exception) -> None:
+        if pid not in self._warned:
+            if len(self._warned) >= 4096:
+                self._warned.clear()
+            self._warned.add(pid)
+            log.warning("views leave out process %d: %s", pid, exc)
 
     def totmaps(self, caller: Caller | None) -> bytes:
         """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
