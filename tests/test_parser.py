@@ -1,18 +1,29 @@
-"""Tests for the smaps parser: the C and Python implementations, each against an oracle and each other."""
+"""Tests for the smaps parser: the C and Python implementations, each against an oracle and each other.
+
+TOTMAPSFS_EXAMPLES_SCALE (default 1) multiplies every hypothesis test's example
+count: `make valgrind` runs with 0.1, where each example costs ~50x more.
+"""
 
 import array
+import bisect
+import contextlib
+import ctypes
 import gc
 import importlib.util
 import logging
+import mmap
 import os
+import random
 import re
+import signal
+import subprocess
 import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +36,7 @@ from totmapsfs._parser import format_totmaps
 
 U64_MAX = 2**64 - 1
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
+SEED_CORPUS = Path(__file__).resolve().parent / "corpus" / "parser"  # the fuzz target's seeds
 
 
 class Impl(NamedTuple):
@@ -92,7 +104,7 @@ def oracle(data: bytes) -> dict[str, int]:
     return totals
 
 
-def outcome(parse: ParseFn, data: bytes) -> object:
+def outcome(parse: Callable[[Any], dict[str, int]], data: bytes | memoryview) -> object:
     """Ordered result, or exception class and message: what must agree exactly."""
     try:
         result = parse(data)
@@ -103,14 +115,54 @@ def outcome(parse: ParseFn, data: bytes) -> object:
     return list(result.items())
 
 
+class GuardedBuffer:
+    """Anonymous memory followed by a PROT_NONE page: a parser reading even one byte
+    past data placed against it faults (SIGSEGV) at once, no sanitizer needed."""
+
+    def __init__(self, capacity: int) -> None:
+        page = mmap.PAGESIZE
+        self.size = max(page, -(-capacity // page) * page)
+        self.map = mmap.mmap(-1, self.size + page)
+        anchor = ctypes.c_char.from_buffer(self.map)  # only to learn the mapping's address
+        address = ctypes.addressof(anchor)
+        del anchor  # drop the buffer export, or the mmap could not be closed
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        if libc.mprotect(address + self.size, page, 0) != 0:  # PROT_NONE (mmap does not export it)
+            raise OSError(ctypes.get_errno(), "mprotect")
+
+    @contextlib.contextmanager
+    def placed(self, data: bytes | memoryview) -> Iterator[memoryview]:
+        """*data* copied so that its last byte is the last readable one, as a zero-copy view."""
+        start = self.size - len(data)
+        self.map[start : self.size] = data
+        with memoryview(self.map) as whole, whole[start : self.size] as view:
+            yield view
+
+
+_guard: GuardedBuffer | None = None
+
+
+def guarded_outcome(parse: ParseFn, data: bytes) -> object:
+    """outcome() on a copy of *data* that ends at a guard page (see GuardedBuffer)."""
+    global _guard
+    if _guard is None or _guard.size < len(data):
+        _guard = GuardedBuffer(max(len(data), 1 << 16))
+    with _guard.placed(data) as view:
+        return outcome(parse, view)
+
+
 def assert_agree(impl: Impl, data: bytes) -> object:
-    """impl == oracle == every other importable implementation, on *data*."""
+    """impl == oracle == every other importable implementation, on *data*;
+    the C one also on a copy that ends at a guard page (an over-read faults)."""
     got = outcome(impl.parse, data)
     assert got == outcome(oracle, data)
-    others = [_native.parse_smaps, _c_parse()]
-    for other in others:
+    c_parse = _c_parse()
+    for other in (_native.parse_smaps, c_parse):
         if other is not None and other is not impl.parse:
             assert got == outcome(other, data)
+    if c_parse is not None:
+        assert got == guarded_outcome(c_parse, data)
     return got
 
 
@@ -190,6 +242,13 @@ def test_handwritten_multi_mapping(impl: Impl) -> None:
         (b"Rss: 1 kB ", {}),
         (b"Rss: 1 kB\x00", {}),
         (b"Rss\x00: 1 kB", {}),
+        (b"\x00Rss: 1 kB", {}),
+        (b"\rRss: 1 kB", {}),
+        (b"Rss:\r1 kB", {}),
+        (b"Rss: 1\x00 kB", {}),
+        (b"Rss: 1 k\rB", {}),
+        (b"Rss: 1 kB\n\r", {"Rss": 1}),  # the CR is a line of its own
+        (b"Rss: 1 kB\rPss: 2 kB", {}),  # a lone CR does not end a line
         (b"Rss: 1", {}),
         (b"Rss:  kB", {}),
         (b"Rss: -1 kB", {}),
@@ -270,7 +329,8 @@ def test_input_types(impl: Impl) -> None:
     assert impl.parse(view[4:]) == {"Pss": 3}
     view.release()  # BufferError if an export is leaked
     padded = text + b"\0" * (-len(text) % 4)
-    assert impl.parse(array.array("I", padded)) == expected  # any format counts as raw bytes
+    # Any format counts as raw bytes.
+    assert impl.parse(array.array("I", padded)) == expected  # type: ignore[arg-type]
     assert impl.parse(memoryview(padded).cast("B", (2, len(padded) // 2))) == expected
     with pytest.raises(BufferError):
         impl.parse(memoryview(text)[::2])
@@ -357,22 +417,95 @@ def _small_smaps(mappings: int = 20) -> bytes:
     return smaps[: headers[mappings]]
 
 
-def test_truncation_at_every_offset(impl: Impl) -> None:
-    data = _small_smaps()
-    complete: dict[str, int] = {}  # sums over the lines before the truncated one
-    offset = 0
+def _prefix_expectations(data: bytes) -> Callable[[int], dict[str, int]]:
+    """expected(k): the oracle's sums for data[:k], without re-reading the whole prefix each time."""
+    starts = [0]  # starts[i]: offset of line i; one past the end at the end
+    complete: list[dict[str, int]] = [{}]  # complete[i]: sums over lines 0..i-1
+    running: dict[str, int] = {}
     for line in data.split(b"\n"):
-        for cut in range(len(line) + 1):
-            expected = dict(complete)
-            field = oracle_line(line[:cut])
-            if field is not None:
-                expected[field[0]] = expected.get(field[0], 0) + field[1]
-            assert impl.parse(data[: offset + cut]) == expected, offset + cut
         field = oracle_line(line)
         if field is not None:
-            complete[field[0]] = complete.get(field[0], 0) + field[1]
-        offset += len(line) + 1
-    assert list(complete.items()) == outcome(impl.parse, data)
+            running[field[0]] = running.get(field[0], 0) + field[1]
+        complete.append(dict(running))
+        starts.append(starts[-1] + len(line) + 1)
+
+    def expected(k: int) -> dict[str, int]:
+        i = bisect.bisect_right(starts, k) - 1  # the line that data[:k] cuts
+        sums = dict(complete[i])
+        field = oracle_line(data[starts[i] : k])  # what is left of it may still be a field line
+        if field is not None:
+            sums[field[0]] = sums.get(field[0], 0) + field[1]
+        return sums
+
+    return expected
+
+
+def _sampled_offsets(data: bytes, count: int) -> list[int]:
+    """Every offset in the first and last three lines, and *count* others spread at random."""
+    head = data.index(b"\n", data.index(b"\n", data.index(b"\n") + 1) + 1) + 1
+    tail = data.rindex(b"\n", 0, data.rindex(b"\n", 0, data.rindex(b"\n")))
+    rng = random.Random(len(data))  # reproducible for a given input
+    middle = rng.sample(range(head, tail), min(count, tail - head))
+    return [*range(head + 1), *sorted(middle), *range(tail, len(data) + 1)]
+
+
+@pytest.mark.parametrize("source", ["self-excerpt", "workload"])
+def test_truncation_at_every_offset(impl: Impl, source: str, workloads: Callable[..., object]) -> None:
+    """data[:k] for every k of a real smaps (the Python parser: a sample of k on the big one).
+
+    The C parser gets each prefix against a guard page, so a read past its end faults."""
+    if source == "workload":  # a whole live smaps, ~80 KB: shmem, private, many small mappings
+        worker = workloads("--mappings", "16", "--pages", "3", "--shared", "2", "--private", "3")
+        data = Path(f"/proc/{worker.pid}/smaps").read_bytes()  # type: ignore[attr-defined]
+        assert len(data) > 40_000 and b"/dev/zero (deleted)" in data  # the MAP_SHARED anonymous memory
+    else:
+        data = _small_smaps()
+    expected = _prefix_expectations(data)
+    if impl.name == "c" or source == "self-excerpt":
+        offsets: list[int] | range = range(len(data) + 1)
+    else:
+        offsets = _sampled_offsets(data, 1500)
+    guard = GuardedBuffer(len(data))
+    for k in offsets:
+        if impl.name == "c":
+            with guard.placed(memoryview(data)[:k]) as view:
+                got = impl.parse(view)
+        else:
+            got = impl.parse(data[:k])
+        assert got == expected(k), k
+    assert list(expected(len(data)).items()) == outcome(impl.parse, data)
+    assert expected(len(data))["Rss"] > 0
+
+
+def test_seed_corpus(impl: Impl) -> None:
+    """The fuzz seeds (tests/corpus/parser) parse alike everywhere; the real ones as the kernel summed them."""
+    for path in sorted(SEED_CORPUS.iterdir()):
+        assert_agree(impl, path.read_bytes())
+    rollup = (SEED_CORPUS / "sleep-smaps_rollup").read_bytes()
+    assert format_totmaps(impl.parse(rollup)) == rollup.split(b"\n", 1)[1]
+
+
+def test_guard_page_faults_on_overread() -> None:
+    """GuardedBuffer really ends readable memory where the placed data ends."""
+    code = (
+        "import ctypes, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_parser import GuardedBuffer\n"
+        "guard = GuardedBuffer(10)\n"
+        "with guard.placed(b'Rss: 1 kB') as view:\n"
+        "    assert bytes(view) == b'Rss: 1 kB'\n"
+        "anchor = ctypes.c_char.from_buffer(guard.map)\n"
+        "end = ctypes.addressof(anchor) + guard.size\n"
+        "assert ctypes.string_at(end - 9, 9) == b'Rss: 1 kB'\n"
+        "print('readable', flush=True)\n"
+        "ctypes.string_at(end, 1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout == "readable\n", result.stderr
+    if "AddressSanitizer: SEGV" in result.stderr:  # make asan: ASan reports the fault and aborts
+        assert result.returncode != 0
+    else:
+        assert result.returncode == -signal.SIGSEGV, result.stderr
 
 
 # --- generated input: every implementation must agree with the oracle and with each other ---
@@ -430,14 +563,47 @@ lines = st.one_of(well_formed_lines, well_formed_lines, mangled_lines, other_lin
 documents = st.builds(
     lambda parts, sep, tail: sep.join(parts) + tail,
     st.lists(lines, max_size=60),
-    st.sampled_from([b"\n", b"\n", b"\n", b"\r\n"]),
-    st.sampled_from([b"", b"\n"]),
+    st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"\r", b"\n\x00"]),
+    st.sampled_from([b"", b"\n"]),  # with and without a trailing newline
 )
+
+REAL_TEXTS = [p.read_bytes() for p in sorted(SEED_CORPUS.iterdir())] + [HANDWRITTEN]
+NOISE = [
+    *(b"\r", b"\x00", b"\n", b" ", b":", b"\t", b"kB", b" kB", b"0", b"9", b"\xff", b"_", b"\r\n"),
+    *(b"18446744073709551615", b"18446744073709551616", b"0" * 25),
+]
+EDIT_OPS = ["insert", "replace", "delete", "cut"]
+EDITS = st.tuples(st.integers(0, 1 << 20), st.sampled_from(EDIT_OPS), st.sampled_from(NOISE))
+
+
+@st.composite
+def mutated_real_smaps(draw: st.DrawFn) -> bytes:
+    """A real smaps or rollup (tests/corpus/parser), lines swapped, bytes inserted,
+    overwritten or deleted, maybe cut short: CR and NUL anywhere, fields out of order."""
+    lines = draw(st.sampled_from(REAL_TEXTS)).split(b"\n")
+    for i, j in draw(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 1 << 20)), max_size=8)):
+        i, j = i % len(lines), j % len(lines)
+        lines[i], lines[j] = lines[j], lines[i]
+    data = bytearray(b"\n".join(lines))
+    for at, op, piece in draw(st.lists(EDITS, max_size=12)):
+        at %= len(data) + 1
+        if op == "insert":
+            data[at:at] = piece
+        elif op == "replace":
+            data[at : at + len(piece)] = piece
+        elif op == "delete":
+            del data[at : at + len(piece)]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+EXAMPLES_SCALE = float(os.environ.get("TOTMAPSFS_EXAMPLES_SCALE", "1"))
 
 
 def examples(count: int) -> settings:
     return settings(
-        max_examples=count,
+        max_examples=max(1, round(count * EXAMPLES_SCALE)),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
@@ -446,6 +612,12 @@ def examples(count: int) -> settings:
 @examples(1000)
 @given(data=documents)
 def test_generated_smaps_like(impl: Impl, data: bytes) -> None:
+    assert_agree(impl, data)
+
+
+@examples(300)
+@given(data=mutated_real_smaps())
+def test_mutated_real_smaps(impl: Impl, data: bytes) -> None:
     assert_agree(impl, data)
 
 
