@@ -119,6 +119,15 @@ boot-test: venv
 bench: venv
 	$(PY) -m totmapsfs.bench $(BENCH_ARGS)
 
+# Reliability (issue 5): the churn/pid-reuse, load and fault tests for
+# STRESS_SECONDS each instead of their few seconds in `make test`; figures
+# are printed as they come.
+STRESS_SECONDS ?= 120
+.PHONY: stress
+stress: venv
+	TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -s \
+		tests/test_churn.py tests/test_load.py tests/test_faults.py $(PYTEST_ARGS)
+
 # ---------------------------------------------------------------------------
 # Parser hardening (issue 5): fuzzing, sanitizers, valgrind. Each target builds
 # its own copy of the package with the C extension compiled from SPEEDUPS_SRC
@@ -216,7 +225,7 @@ asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
 	$(ASAN_ENV) $(PY) tests/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py tests/test_parser_generated.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 \
@@ -237,6 +246,6 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
 	$(VALGRIND) $(PY) tests/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py tests/test_parser_generated.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)

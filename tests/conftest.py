@@ -16,6 +16,8 @@ from typing import Iterator
 
 import pytest
 
+from parser_support import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
+
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workload.py"
 PY = sys.executable

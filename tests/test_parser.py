@@ -1,17 +1,10 @@
-"""Tests for the smaps parser: the C and Python implementations, each against an oracle and each other.
-
-TOTMAPSFS_EXAMPLES_SCALE (default 1) multiplies every hypothesis test's example
-count: `make valgrind` runs with 0.1, where each example costs ~50x more.
-"""
+"""Tests for the smaps parser: hand-written, live and truncated input, the formatter, selection, and the C module's own behaviour."""
 
 import array
 import bisect
-import contextlib
-import ctypes
 import gc
 import importlib.util
 import logging
-import mmap
 import os
 import random
 import re
@@ -21,193 +14,20 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import totmapsfs._parser
 from totmapsfs import _native
 from totmapsfs._native import SmapsParseError
 from totmapsfs._parser import format_totmaps
 
-U64_MAX = 2**64 - 1
-ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
-SEED_CORPUS = Path(__file__).resolve().parent / "corpus" / "parser"  # the fuzz target's seeds
-
-
-class Impl(NamedTuple):
-    name: str  # "c" or "python"
-    parse: ParseFn
-
-
-def _c_parse() -> ParseFn | None:
-    try:
-        from totmapsfs._speedups import parse_smaps
-    except ImportError:
-        return None
-    return parse_smaps
-
-
-@pytest.fixture(scope="session", params=["c", "python"])
-def impl(request: pytest.FixtureRequest) -> Impl:
-    if request.param == "python":
-        return Impl("python", _native.parse_smaps)
-    parse = _c_parse()
-    if parse is None:
-        if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
-            pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs._speedups does not import")
-        pytest.skip("totmapsfs._speedups is not built")
-    return Impl("c", parse)
-
-
-# --- an independent oracle: the rule written line by line, without regexes ---
-
-_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_SKIPPED = {b"Size", b"KernelPageSize", b"MMUPageSize"}
-
-
-def oracle_line(line: bytes) -> tuple[str, int] | None:
-    """(name, value) if *line* is a summable field line, else None."""
-    name, colon, rest = line.partition(b":")
-    if not colon or not 1 <= len(name) <= 64 or not set(name) <= _NAME_BYTES:
-        return None
-    if not rest.endswith(b" kB"):
-        return None
-    padded = rest[: -len(b" kB")]
-    digits = padded.lstrip(b" ")
-    if not digits.isdigit() or name in _SKIPPED:  # zero or more spaces before the digits
-        return None
-    significant = digits.lstrip(b"0")
-    value = int(significant or b"0") if len(significant) <= 20 else 2**64
-    return name.decode(), value
-
-
-def oracle(data: bytes) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        field = oracle_line(line)
-        if field is None:
-            continue
-        name, value = field
-        if value > U64_MAX:
-            raise OverflowError(f"line {lineno}: {name} value exceeds 2**64-1")
-        if name not in totals and len(totals) == 256:
-            raise SmapsParseError("too many distinct fields (> 256)")
-        total = totals.get(name, 0) + value
-        if total > U64_MAX:
-            raise OverflowError(f"line {lineno}: sum of {name} exceeds 2**64-1")
-        totals[name] = total
-    return totals
-
-
-def outcome(parse: Callable[[Any], dict[str, int]], data: bytes | memoryview) -> object:
-    """Ordered result, or exception class and message: what must agree exactly."""
-    try:
-        result = parse(data)
-    except (OverflowError, SmapsParseError) as exc:
-        return type(exc), str(exc)
-    assert type(result) is dict
-    assert all(type(k) is str and type(v) is int for k, v in result.items())
-    return list(result.items())
-
-
-class GuardedBuffer:
-    """Anonymous memory followed by a PROT_NONE page: a parser reading even one byte
-    past data placed against it faults (SIGSEGV) at once, no sanitizer needed."""
-
-    def __init__(self, capacity: int) -> None:
-        page = mmap.PAGESIZE
-        self.size = max(page, -(-capacity // page) * page)
-        self.map = mmap.mmap(-1, self.size + page)
-        anchor = ctypes.c_char.from_buffer(self.map)  # only to learn the mapping's address
-        address = ctypes.addressof(anchor)
-        del anchor  # drop the buffer export, or the mmap could not be closed
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        if libc.mprotect(address + self.size, page, 0) != 0:  # PROT_NONE (mmap does not export it)
-            raise OSError(ctypes.get_errno(), "mprotect")
-
-    @contextlib.contextmanager
-    def placed(self, data: bytes | memoryview) -> Iterator[memoryview]:
-        """*data* copied so that its last byte is the last readable one, as a zero-copy view."""
-        start = self.size - len(data)
-        self.map[start : self.size] = data
-        with memoryview(self.map) as whole, whole[start : self.size] as view:
-            yield view
-
-
-_guard: GuardedBuffer | None = None
-
-
-def guarded_outcome(parse: ParseFn, data: bytes) -> object:
-    """outcome() on a copy of *data* that ends at a guard page (see GuardedBuffer)."""
-    global _guard
-    if _guard is None or _guard.size < len(data):
-        _guard = GuardedBuffer(max(len(data), 1 << 16))
-    with _guard.placed(data) as view:
-        return outcome(parse, view)
-
-
-def assert_agree(impl: Impl, data: bytes) -> object:
-    """impl == oracle == every other importable implementation, on *data*;
-    the C one also on a copy that ends at a guard page (an over-read faults)."""
-    got = outcome(impl.parse, data)
-    assert got == outcome(oracle, data)
-    c_parse = _c_parse()
-    for other in (_native.parse_smaps, c_parse):
-        if other is not None and other is not impl.parse:
-            assert got == outcome(other, data)
-    if c_parse is not None:
-        assert got == guarded_outcome(c_parse, data)
-    return got
-
-
-# --- hand-written input ---
-
-HANDWRITTEN = b"""\
-00400000-00452000 r-xp 00000000 08:02 173521                             /usr/bin/dbus-daemon
-Size:                328 kB
-KernelPageSize:        4 kB
-MMUPageSize:           4 kB
-Rss:                 296 kB
-Pss:                 148 kB
-Shared_Clean:        296 kB
-Private_Dirty:         0 kB
-Swap:                  0 kB
-THPeligible:    0
-ProtectionKey:         0
-VmFlags: rd ex mr mw me dw
-00651000-00652000 rw-p 00051000 08:02 173521                             /usr/bin/dbus-daemon
-Size:                  4 kB
-Rss:                   4 kB
-Pss:                   2 kB
-Private_Dirty:         4 kB
-Anonymous:             4 kB
-Swap:                 12 kB
-VmFlags: rd wr mr mw me dw ac
-
-7fffd1a3c000-7fffd1a5d000 rw-p 00000000 00:00 0                          [stack]
-Size:                132 kB
-Rss:                 100 kB\r
-Pss:                  10 kB 
-Pss:                  10 kB
-Anonymous:        000012 kB
-Locked:   18446744073709551615 kB"""
-
-HANDWRITTEN_SUMS = [
-    ("Rss", 300),
-    ("Pss", 160),
-    ("Shared_Clean", 296),
-    ("Private_Dirty", 4),
-    ("Swap", 12),
-    ("Anonymous", 16),
-    ("Locked", U64_MAX),
-]
-
+from parser_support import (
+    HANDWRITTEN, HANDWRITTEN_SUMS, SEED_CORPUS, U64_MAX, GuardedBuffer, Impl, ParseFn, _names, assert_agree,
+    oracle_line, outcome,
+)
 
 def test_handwritten_multi_mapping(impl: Impl) -> None:
     assert list(impl.parse(HANDWRITTEN).items()) == HANDWRITTEN_SUMS
@@ -285,8 +105,6 @@ def test_overflow(impl: Impl) -> None:
     assert impl.parse(b"Rss: 99999999999999999999999 kB\r\nRss: 99999999999999999999999") == {}
 
 
-def _names(count: int) -> list[bytes]:
-    return [b"Field%d" % i for i in range(count)]
 
 
 def test_distinct_field_limit(impl: Impl) -> None:
@@ -506,162 +324,6 @@ def test_guard_page_faults_on_overread() -> None:
         assert result.returncode != 0
     else:
         assert result.returncode == -signal.SIGSEGV, result.stderr
-
-
-# --- generated input: every implementation must agree with the oracle and with each other ---
-
-KNOWN_NAMES = (
-    "Rss Pss Pss_Dirty Pss_Anon Pss_File Pss_Shmem Shared_Clean Shared_Dirty Private_Clean "
-    "Private_Dirty Referenced Anonymous KSM LazyFree AnonHugePages ShmemPmdMapped FilePmdMapped "
-    "Shared_Hugetlb Private_Hugetlb Swap SwapPss Locked Size KernelPageSize MMUPageSize "
-    "THPeligible ProtectionKey VmFlags"
-).split()
-NAME_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
-
-valid_names = st.one_of(
-    st.sampled_from(KNOWN_NAMES).map(str.encode),
-    st.sampled_from(KNOWN_NAMES[:6]).map(str.encode),  # repeats, so sums can overflow
-    st.text(NAME_ALPHABET, min_size=1, max_size=64).map(str.encode),
-)
-names = st.one_of(valid_names, st.text(NAME_ALPHABET, min_size=60, max_size=70).map(str.encode), st.binary(max_size=8))
-values = st.one_of(
-    st.integers(0, 10**6),
-    st.integers(0, U64_MAX),
-    st.integers(U64_MAX - 3, U64_MAX + 3),
-    st.integers(2**63 - 2, 2**63 + 2),
-    st.integers(0, 10**40),
-)
-digits = st.builds(lambda zeros, value: b"0" * zeros + b"%d" % value, st.sampled_from([0, 0, 0, 1, 30]), values)
-well_formed_lines = st.builds(
-    lambda name, pad, digits: b"%s:%s%s kB" % (name, b" " * pad, digits),
-    valid_names,
-    st.integers(1, 20),
-    digits,
-)
-mangled_lines = st.builds(
-    lambda *parts: b"".join(parts),
-    names,
-    st.sampled_from([b":", b":", b":", b"", b";", b"::"]),
-    st.sampled_from([b" ", b" " * 8, b"", b"\t", b" \t", b"\x00"]),
-    digits,
-    st.sampled_from([b" kB", b" kB", b"kB", b"  kB", b" KB", b" kB\r", b" kB ", b" kB\x00", b"", b" kB\t"]),
-)
-other_lines = st.sampled_from(
-    [
-        b"7f4f4d4c5000-7f4f4d4c7000 r--p 00000000 fe:00 1234                    /usr/lib/libc.so.6",
-        b"55a3e3906000-7ffd030bc000 ---p 00000000 00:00 0                          [rollup]",
-        b"VmFlags: rd wr mr mw me ac sd",
-        b"THPeligible:    0",
-        b"ProtectionKey:         0",
-        b"",
-        b"\r",
-        b"kB",
-        b": 1 kB",
-    ]
-)
-lines = st.one_of(well_formed_lines, well_formed_lines, mangled_lines, other_lines, st.binary(max_size=40))
-documents = st.builds(
-    lambda parts, sep, tail: sep.join(parts) + tail,
-    st.lists(lines, max_size=60),
-    st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"\r", b"\n\x00"]),
-    st.sampled_from([b"", b"\n"]),  # with and without a trailing newline
-)
-
-REAL_TEXTS = [p.read_bytes() for p in sorted(SEED_CORPUS.iterdir())] + [HANDWRITTEN]
-NOISE = [
-    *(b"\r", b"\x00", b"\n", b" ", b":", b"\t", b"kB", b" kB", b"0", b"9", b"\xff", b"_", b"\r\n"),
-    *(b"18446744073709551615", b"18446744073709551616", b"0" * 25),
-]
-EDIT_OPS = ["insert", "replace", "delete", "cut"]
-EDITS = st.tuples(st.integers(0, 1 << 20), st.sampled_from(EDIT_OPS), st.sampled_from(NOISE))
-
-
-@st.composite
-def mutated_real_smaps(draw: st.DrawFn) -> bytes:
-    """A real smaps or rollup (tests/corpus/parser), lines swapped, bytes inserted,
-    overwritten or deleted, maybe cut short: CR and NUL anywhere, fields out of order."""
-    lines = draw(st.sampled_from(REAL_TEXTS)).split(b"\n")
-    for i, j in draw(st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 1 << 20)), max_size=8)):
-        i, j = i % len(lines), j % len(lines)
-        lines[i], lines[j] = lines[j], lines[i]
-    data = bytearray(b"\n".join(lines))
-    for at, op, piece in draw(st.lists(EDITS, max_size=12)):
-        at %= len(data) + 1
-        if op == "insert":
-            data[at:at] = piece
-        elif op == "replace":
-            data[at : at + len(piece)] = piece
-        elif op == "delete":
-            del data[at : at + len(piece)]
-        else:
-            del data[at:]
-    return bytes(data)
-
-
-EXAMPLES_SCALE = float(os.environ.get("TOTMAPSFS_EXAMPLES_SCALE", "1"))
-
-
-def examples(count: int) -> settings:
-    return settings(
-        max_examples=max(1, round(count * EXAMPLES_SCALE)),
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-@examples(1000)
-@given(data=documents)
-def test_generated_smaps_like(impl: Impl, data: bytes) -> None:
-    assert_agree(impl, data)
-
-
-@examples(300)
-@given(data=mutated_real_smaps())
-def test_mutated_real_smaps(impl: Impl, data: bytes) -> None:
-    assert_agree(impl, data)
-
-
-@examples(400)
-@given(data=st.binary(max_size=2000))
-def test_random_binary(impl: Impl, data: bytes) -> None:
-    assert_agree(impl, data)
-
-
-@examples(100)
-@given(
-    count=st.integers(250, 262),
-    insert=st.lists(st.tuples(st.integers(0, 262), st.sampled_from([b"Rss", b"Field3"]), values), max_size=3),
-)
-def test_generated_limit_and_overflow_order(impl: Impl, count: int, insert: list[tuple[int, bytes, int]]) -> None:
-    body = [b"%s: 1 kB" % name for name in _names(count)]
-    for index, name, value in insert:
-        body.insert(index, b"%s: %d kB" % (name, value))
-    assert_agree(impl, b"\n".join(body))
-
-
-@examples(25)
-@given(
-    prefix=st.sampled_from([b"", b"Rss:", b"Rss: ", b"Rss: 1", b"Swap"]),
-    piece=st.sampled_from([b"0", b"9", b" ", b"a", b"\xff", b" kB", b"\x00", b"\r"]),
-    size=st.integers(1 << 20, (1 << 20) + 3),
-    suffix=st.sampled_from([b"", b" kB", b": 1 kB", b"1 kB", b"\nPss: 2 kB"]),
-)
-def test_generated_long_lines(impl: Impl, prefix: bytes, piece: bytes, size: int, suffix: bytes) -> None:
-    assert_agree(impl, b"Rss: 3 kB\n" + prefix + piece * (size // len(piece)) + suffix)
-
-
-# --- format_totmaps ---
-
-
-@examples(100)
-@given(fields=st.dictionaries(st.text(NAME_ALPHABET, min_size=1, max_size=30), st.integers(0, U64_MAX)))
-def test_format_matches_printf_reference(impl: Impl, fields: dict[str, int]) -> None:
-    reference = b"".join(b"%-16s%8lu kB\n" % (name.encode() + b":", value) for name, value in fields.items())
-    assert format_totmaps(fields) == reference
-    # It parses back, also where a long name leaves no space after the colon
-    # ("Private_Hugetlb:12345678 kB", as the kernel prints it too).
-    fit = {k: v for k, v in fields.items() if len(k) <= 64 and k not in _native.NOT_SUMMABLE}
-    assert impl.parse(format_totmaps(fit)) == fit
 
 
 def test_format_handwritten_and_empty(impl: Impl) -> None:
