@@ -13,7 +13,7 @@ import functools
 import itertools
 import logging
 import os
-from typing import Any, Awaitable, Callable, Concatenate, ParamSpec, TypeVar
+from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -33,8 +33,8 @@ ATTR_TIMEOUT = 1.0
 
 
 def fuse_errors(
-    fn: Callable[Concatenate["Operations", P], Awaitable[R]],
-) -> Callable[Concatenate["Operations", P], Awaitable[R]]:
+    fn: Callable[Concatenate["Operations", P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate["Operations", P], Coroutine[Any, Any, R]]:
     """The one place domain errors become errnos; anything unexpected becomes EIO.
 
     An exception escaping a pyfuse3 handler ends pyfuse3.main() and with it the

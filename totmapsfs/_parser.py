@@ -6,19 +6,20 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from totmapsfs import _native
 from totmapsfs._native import U64_MAX, SmapsParseError
 
 __all__ = ["IMPLEMENTATION", "SmapsParseError", "format_totmaps", "parse_smaps"]
 
 _log = logging.getLogger("totmapsfs")
 
-parse_smaps: Callable[[bytes | bytearray | memoryview], dict[str, int]]
 IMPLEMENTATION: str  # "c" or "python"
+parse_smaps: Callable[[bytes | bytearray | memoryview], dict[str, int]]
 
 try:
-    from totmapsfs._speedups import parse_smaps
+    from totmapsfs._speedups import parse_smaps as _c_parse_smaps
 
-    IMPLEMENTATION = "c"
+    parse_smaps, IMPLEMENTATION = _c_parse_smaps, "c"
 except ImportError as exc:
     # CI sets TOTMAPSFS_REQUIRE_C=1 so that a broken extension build fails
     # loudly instead of silently running the much slower fallback.
@@ -26,9 +27,7 @@ except ImportError as exc:
         raise ImportError(
             f"TOTMAPSFS_REQUIRE_C=1 but the C parser totmapsfs._speedups did not import: {exc}"
         ) from exc
-    from totmapsfs._native import parse_smaps
-
-    IMPLEMENTATION = "python"
+    parse_smaps, IMPLEMENTATION = _native.parse_smaps, "python"
     _log.warning("totmapsfs._speedups unavailable (%s); using the pure-Python smaps parser", exc)
 
 _LINE_FORMAT: Final = "%-16s%8lu kB\n"  # the kernel's, see SEQ_PUT_DEC in fs/proc/task_mmu.c
