@@ -251,6 +251,7 @@ def test_views_leave_out_a_process_that_fails_or_never_answers(fake: FakeProc, m
         assert isinstance(text, bytes), (view, text)
     assert max(took.values()) < HANG, took
     pids = {line.split()[0] for line in (m.path / "summary").read_text().splitlines()[1:]}
+    assert "\ntotmapsfs_processes_left_out 2.0\n" in (m.path / "metrics").read_text()
     assert str(like.pid) in pids and failing.name not in pids and slow.name not in pids
     assert first.is_alive()
     feed(slow / "smaps_rollup", Path(f"/proc/{like.pid}/smaps_rollup").read_bytes())

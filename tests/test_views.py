@@ -511,8 +511,11 @@ def test_metrics_cardinality_options() -> None:
     fams = metrics(render(rows, MetricsOptions(top=0, cgroup_depth=1, fields=("Pss", "USS"))).decode())
     assert not any(name.startswith("totmapsfs_process_") for name in fams)
     assert {s.labels["cgroup"] for s in fams["totmapsfs_cgroup_pss_bytes"]} == {"/", "/s.slice"}
-    assert set(fams) == {"totmapsfs_processes", "totmapsfs_cgroup_processes", "totmapsfs_cgroup_pss_bytes",
-                         "totmapsfs_cgroup_uss_bytes"}
+    assert set(fams) == {"totmapsfs_processes", "totmapsfs_processes_left_out", "totmapsfs_cgroup_processes",
+                         "totmapsfs_cgroup_pss_bytes", "totmapsfs_cgroup_uss_bytes"}
+    assert fams["totmapsfs_processes_left_out"][0].value == 0
+    fams = metrics(render(rows, MetricsOptions(top=0), left_out=3).decode())
+    assert fams["totmapsfs_processes_left_out"][0].value == 3
     assert snake("AnonHugePages") == "anon_huge_pages" and snake("Pss_Anon") == "pss_anon"
     assert snake("SwapPss") == "swap_pss" and snake("KSM") == "ksm"
     assert parse_fields("pss, USS,swap_pss") == ("Pss", "USS", "SwapPss") and parse_fields("all") is None

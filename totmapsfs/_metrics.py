@@ -95,10 +95,13 @@ def _bytes(row: Row, name: str) -> float:
 class SnapshotCollector(Collector):
     """A prometheus_client collector over one snapshot: each read of the file makes a new one."""
 
-    def __init__(self, rows: Sequence[Row], options: MetricsOptions, names: Sequence[str] = ()) -> None:
+    def __init__(
+        self, rows: Sequence[Row], options: MetricsOptions, names: Sequence[str] = (), left_out: int = 0
+    ) -> None:
         self.rows = rows
         self.options = options
         self.names = names  # the kernel's fields, so that families exist even with no process
+        self.left_out = left_out
 
     def _cgroups(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         """Sums and process counts per cgroup, each process counted in its cgroup and every ancestor."""
@@ -128,6 +131,12 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(
             "totmapsfs_processes", "Processes whose memory the caller may read and that have an address space",
             value=len(rows),
+        )
+        yield GaugeMetricFamily(
+            "totmapsfs_processes_left_out",
+            "Processes left out of this snapshot's sums: the kernel failed to read them, or another read "
+            "of theirs has waited over a second (mmap lock held); the daemon's log names them",
+            value=self.left_out,
         )
         counted = GaugeMetricFamily(
             "totmapsfs_cgroup_processes", "Readable processes in the cgroup and its descendants", labels=["cgroup"]
@@ -159,8 +168,8 @@ class SnapshotCollector(Collector):
             yield fam
 
 
-def render(rows: Sequence[Row], options: MetricsOptions, names: Sequence[str] = ()) -> bytes:
+def render(rows: Sequence[Row], options: MetricsOptions, names: Sequence[str] = (), left_out: int = 0) -> bytes:
     """The Prometheus text exposition (version 0.0.4) of one snapshot."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(rows, options, names))
+    registry.register(SnapshotCollector(rows, options, names, left_out))
     return generate_latest(registry)

@@ -288,7 +288,8 @@ class Tree:
         if ino == SUMMARY_INODE:
             return self.views.summary(caller)
         if ino == METRICS_INODE:
-            return render(self.views.snapshot(caller, cgroups=True), self.metrics, self.views.field_names())
+            snapshot = self.views.snapshot(caller, cgroups=True)
+            return render(snapshot, self.metrics, self.views.field_names(), snapshot.left_out)
         cgroup = decode_cgroup_inode(ino)
         if cgroup is None or not cgroup[1]:
             raise NoSuchEntry(f"inode {ino}")

@@ -54,6 +54,12 @@ class Row:
         return self.fields.get("Pss", 0)
 
 
+class Snapshot(list[Row]):
+    """The rows of one pass, and how many processes it had to leave out (see Views)."""
+
+    left_out: int = 0
+
+
 def total(rows: Iterable[Row], names: Iterable[str] = ()) -> dict[str, int]:
     """Field-wise sum, fields in the order the kernel prints them; ``names`` are there even at 0."""
     out: dict[str, int] = dict.fromkeys(names, 0)
@@ -150,7 +156,7 @@ class Views:
 
     def snapshot(
         self, caller: Caller | None, *, cgroups: bool = False, keep: Callable[[str | None], bool] | None = None
-    ) -> list[Row]:
+    ) -> Snapshot:
         """Every process ``caller`` may read (None: every process), optionally only those ``keep`` admits.
 
         ``keep`` sees the process's cgroup path before the engine is asked, so
@@ -173,14 +179,14 @@ class Views:
 
     def _pass(
         self, pids: list[int], caller: Caller | None, want_cgroup: bool, keep: Callable[[str | None], bool] | None
-    ) -> list[Row]:
+    ) -> Snapshot:
         threads = max(1, min(PASS_THREADS, len(pids) // _PER_THREAD)) if self._cold else 1
         if threads == 1:
             return self._rows(pids, caller, want_cgroup, keep)
         # Interleaved shares, so that each thread gets as many big processes;
         # daemon threads, so that one stuck on a target's mmap lock cannot hold
         # up the daemon's exit.
-        results: list[list[Row] | BaseException] = [[] for _ in range(threads)]
+        results: list[Snapshot | BaseException] = [Snapshot() for _ in range(threads)]
 
         def run(i: int) -> None:
             try:
@@ -194,18 +200,19 @@ class Views:
         run(0)
         for t in helpers:
             t.join()
-        rows: list[Row] = []
+        rows = Snapshot()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
             rows.extend(result)
+            rows.left_out += result.left_out
         return rows
 
     def _rows(
         self, pids: Sequence[int], caller: Caller | None, want_cgroup: bool, keep: Callable[[str | None], bool] | None
-    ) -> list[Row]:
+    ) -> Snapshot:
         reader = self.engine.reader
-        rows = []
+        rows = Snapshot()
         for pid in pids:
             try:
                 with reader.open(pid) as proc:
@@ -216,13 +223,14 @@ class Views:
             except (NoSuchEntry, AccessDenied):
                 continue  # gone since the listing, or not the caller's to read
             except (Busy, SourceError) as exc:
-                self._left_out(pid, exc)
+                rows.left_out += 1
+                self._warn_once(pid, exc)
                 continue
             if totmaps.fields:
                 rows.append(Row(pid, status.uids[1], status.name, path, totmaps.fields))
         return rows
 
-    def _left_out(self, pid: int, exc: Exception) -> None:
+    def _warn_once(self, pid: int, exc: Exception) -> None:
         if pid not in self._warned:
             if len(self._warned) >= 4096:
                 self._warned.clear()
