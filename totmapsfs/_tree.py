@@ -258,10 +258,9 @@ class Tree:
         if name == TOTMAPS:
             return self._view_attr(cgroup_inode(ident, True))
         cgroups = self.views.cgroups
-        parent_path = cgroups.path_of(ident)
-        child = child_path(parent_path, check_name(name))
-        cgroups.stat(child)
-        return self._view_attr(cgroup_inode(cgroups.id_of(child), False))
+        child = child_path(cgroups.path_of(ident), check_name(name))
+        st = cgroups.stat(child)  # NoSuchEntry when there is no such cgroup; else its attributes too
+        return _cgroup_attr(cgroup_inode(cgroups.id_of(child), False), False, st)
 
     def _view_listdir(self, ino: int) -> list[tuple[bytes, Attr]]:
         cgroup = decode_cgroup_inode(ino)
@@ -269,12 +268,13 @@ class Tree:
             raise NotADirectory(f"inode {ino}")
         cgroups = self.views.cgroups
         path = cgroups.path_of(cgroup[0])
-        here = self._view_attr(ino)
+        st = cgroups.stat(path)  # one stat serves the directory and its totmaps
         if path:
             up = self._view_attr(cgroup_inode(cgroups.id_of(path.rpartition("/")[0]), False))
         else:
             up = self._root_attr()
-        entries = [(b".", here), (b"..", up), (TOTMAPS, self._view_attr(cgroup_inode(cgroup[0], True)))]
+        entries = [(b".", _cgroup_attr(ino, False, st)), (b"..", up),
+                   (TOTMAPS, _cgroup_attr(cgroup_inode(cgroup[0], True), True, st))]
         for name, st in cgroups.children(path):
             ino = cgroup_inode(cgroups.id_of(child_path(path, name)), False)
             entries.append((os.fsencode(name), _cgroup_attr(ino, False, st)))  # the listing's stat: no second one
