@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from ._errors import NameTooLong, NoSuchEntry, NotADirectory
 from ._procfs import Mount, ProcReader
 
-NAME_MAX = 255
 # The id table is pruned of cgroups that no longer exist once it holds this
 # many more entries than were alive after the last pruning: hosts that create
 # a cgroup per container or per login must not grow it for ever.
@@ -71,8 +70,7 @@ def ancestors(path: str) -> list[str]:
 
 def check_name(name: bytes) -> str:
     """A directory entry name a lookup may ask for; anything that could leave the tree is refused."""
-    if len(name) > NAME_MAX:
-        raise NameTooLong(name[:32].decode("utf-8", "replace"))
+    NameTooLong.check(name)
     if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
         raise NoSuchEntry(name.decode("utf-8", "replace"))
     return os.fsdecode(name)

@@ -31,10 +31,19 @@ class AccessDenied(TotmapsError):
     errno = errno.EACCES
 
 
+NAME_MAX = 255  # include/uapi/linux/limits.h; what our statfs reports as f_namemax
+
+
 class NameTooLong(TotmapsError):
     """A path component longer than NAME_MAX."""
 
     errno = errno.ENAMETOOLONG
+
+    @classmethod
+    def check(cls, name: bytes) -> None:
+        """Raise for a name longer than NAME_MAX, as most filesystems do (procfs says ENOENT)."""
+        if len(name) > NAME_MAX:
+            raise cls(name[:32].decode("utf-8", "replace"))
 
 
 class ReadOnly(TotmapsError):

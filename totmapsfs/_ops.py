@@ -18,7 +18,7 @@ from typing import Any, Callable, Concatenate, Coroutine, ParamSpec, TypeVar
 import pyfuse3
 import trio
 
-from ._errors import ReadOnly, TotmapsError
+from ._errors import NAME_MAX, ReadOnly, TotmapsError
 from ._tree import Attr, Request, Tree
 
 log = logging.getLogger("totmapsfs")
@@ -161,7 +161,7 @@ class Operations(pyfuse3.Operations):
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = 4096
-        st.f_namemax = 255
+        st.f_namemax = NAME_MAX
         return st
 
     @fuse_errors

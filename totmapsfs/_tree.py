@@ -39,7 +39,6 @@ from ._views import Views
 ROOT_INODE = 1  # FUSE_ROOT_ID
 SELF_INODE = 2
 _PID_BASE = 256  # inodes below this are kept for whole-system views
-NAME_MAX = 255
 # PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
 PID_MAX_LIMIT = 4 * 1024 * 1024
 TOTMAPS = b"totmaps"
@@ -121,8 +120,7 @@ def _cgroup_attr(ino: int, is_file: bool, st: os.stat_result) -> Attr:
 
 def parse_pid(name: bytes) -> int:
     """A directory name as /proc reads it: decimal, no sign, no leading zero (name_to_int)."""
-    if len(name) > NAME_MAX:
-        raise NameTooLong(name[:32].decode("ascii", "replace"))
+    NameTooLong.check(name)
     if not name.isdigit() or name.startswith(b"0") or len(name) > 7:
         raise NoSuchEntry(name.decode("utf-8", "replace"))
     pid = int(name)
@@ -185,7 +183,8 @@ class Tree:
         if is_file:
             raise NotADirectory(str(pid))
         if name != TOTMAPS:
-            raise NameTooLong(str(pid)) if len(name) > NAME_MAX else NoSuchEntry(name.decode("utf-8", "replace"))
+            NameTooLong.check(name)
+            raise NoSuchEntry(name.decode("utf-8", "replace"))
         return self._pid_attr(pid, True)
 
     def listdir(self, ino: int) -> list[tuple[bytes, Attr]]:
