@@ -17,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from parser_support import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
+from totmapsfs._mountpoint import lazy_unmount, mount_at, stop_daemon
 
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workload.py"
@@ -162,23 +163,13 @@ class Mount:
         return self.file(pid).read_bytes()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if is_mounted(self.path):
-            subprocess.run(["fusermount3", "-uz", str(self.path)], check=False)
+        status = stop_daemon(self.proc, str(self.path), sig)
         self._logf.close()
-        return self.proc.returncode
+        return status
 
 
 def is_mounted(path: Path) -> bool:
-    target = os.fsencode(os.path.realpath(path))
-    with open("/proc/self/mountinfo", "rb") as f:
-        return any(line.split()[4] == target for line in f)
+    return mount_at(str(path)) is not None
 
 
 @pytest.fixture
@@ -189,7 +180,7 @@ def workdir() -> Iterator[Path]:
     yield d
     for sub in d.iterdir():
         if sub.is_dir() and is_mounted(sub):
-            subprocess.run(["fusermount3", "-uz", str(sub)], check=False)
+            lazy_unmount(str(sub))
     shutil.rmtree(d, ignore_errors=True)
 
 

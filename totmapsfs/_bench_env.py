@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, Iterator
 
-from ._mountpoint import mount_at
+from ._mountpoint import mount_at, stop_daemon
 
 WORKLOAD_SCRIPT = Path(__file__).with_name("_bench_workload.py")
 PR_SET_PDEATHSIG = 1
@@ -112,15 +112,7 @@ class Mount:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if is_mounted(self.path):
-            subprocess.run(["fusermount3", "-uz", str(self.path)], check=False, capture_output=True)
+        stop_daemon(self.proc, str(self.path))
 
 
 def start_mount(label: str, workdir: Path, *args: str) -> Mount:

@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import stat
 import subprocess
 
@@ -32,6 +33,29 @@ def mount_at(path: str) -> tuple[str, str] | None:
     return (on_top[0].fstype, on_top[0].source) if on_top else None
 
 
+def lazy_unmount(path: str) -> subprocess.CompletedProcess[str]:
+    """``fusermount3 -uz``: detach the FUSE mount at ``path`` now; users still inside finish first."""
+    return subprocess.run(["fusermount3", "-uz", path], capture_output=True, text=True)
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], path: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    """Stop a daemon started on ``path`` (``sig``, SIGKILL after ``timeout`` s), clear a mount left; its exit status.
+
+    For the benchmark and the tests, which start daemons as users do; SIGKILL
+    leaves a dead mount behind, hence the unmount.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if mount_at(path) is not None:
+        lazy_unmount(path)
+    return proc.returncode
+
+
 def prepare(path: str) -> str:
     """Make ``path`` a mountable directory and return its absolute form.
 
@@ -53,7 +77,7 @@ def prepare(path: str) -> str:
         if exc.errno != errno.ENOTCONN:
             raise UserError(f"cannot use mountpoint {path}: {exc.strerror}") from None
         log.warning("%s: stale FUSE mount (its daemon died); unmounting it lazily", path)
-        result = subprocess.run(["fusermount3", "-uz", path], capture_output=True, text=True)
+        result = lazy_unmount(path)
         if result.returncode != 0:
             raise UserError(f"cannot clear stale mount at {path}: {result.stderr.strip()}")
         return prepare(path)
