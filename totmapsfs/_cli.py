@@ -22,21 +22,22 @@ def _max_age(text: str) -> float:
     return value
 
 
-def _threads(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _threads(text: str) -> int:
+    value = _whole(text)
     if not 1 <= value <= 1024:
         raise argparse.ArgumentTypeError(f"must be between 1 and 1024, not {value}")
     return value
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
     return value
