@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 
@@ -22,6 +22,8 @@ from totmapsfs._mountpoint import lazy_unmount, mount_at, stop_daemon
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workload.py"
 PY = sys.executable
+P = TypeVar("P")
+W = TypeVar("W")
 NOBODY = 65534
 OTHER_USER = 65533  # a uid with no account: the kernel does not care
 
@@ -46,6 +48,21 @@ def fields(text: bytes) -> dict[str, int]:
 
 def read_rollup(pid: int) -> dict[str, int]:
     return fields(Path(f"/proc/{pid}/smaps_rollup").read_bytes())
+
+
+def settled(parts: Callable[[], P], whole: Callable[[], W], attempts: int = 30) -> tuple[P, W]:
+    """(parts, whole) read as parts, whole, parts again until the parts held still around the whole.
+
+    Stopped processes hold their own memory still, but their Pss and the
+    Shared/Private split move whenever any other process maps or unmaps the
+    same pages (libc, the interpreter): other suites may run on this machine.
+    """
+    for _ in range(attempts):
+        before = parts()
+        value = whole()
+        if parts() == before:
+            return before, value
+    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
 
 
 def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:

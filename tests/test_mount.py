@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import NOBODY, OTHER_USER, Mount, as_user, fields, read_rollup
+from conftest import NOBODY, OTHER_USER, Mount, as_user, fields, read_rollup, settled
 
 # The Pss family is summed from per-mapping lines that the kernel truncates to
 # whole kB (smaps) where smaps_rollup truncates once: each mapping may lose < 1 kB.
@@ -22,14 +22,9 @@ LINE = re.compile(rb"^[A-Za-z_]+:\s*\d+ kB$")
 
 def agree_with_rollup(read, pid: int, attempts: int = 5) -> dict[str, int]:
     """Read through the mount between two rollup reads; equal when the kernel held still."""
-    for _ in range(attempts):
-        before = read_rollup(pid)
-        ours = fields(read(pid))
-        after = read_rollup(pid)
-        if before == after:
-            assert ours == before
-            return ours
-    pytest.fail(f"smaps_rollup of {pid} never held still across {attempts} attempts")
+    kernel, ours = settled(lambda: read_rollup(pid), lambda: fields(read(pid)), attempts)
+    assert ours == kernel
+    return ours
 
 
 @pytest.fixture
@@ -73,12 +68,10 @@ def test_smaps_source_within_truncation_bound(mount_factory, shapes, shape: str)
     mount = mount_factory("--source", "smaps", "--max-age", "0")
     w = shapes[shape]
     with w.stopped():
-        for _ in range(5):
-            before = read_rollup(w.pid)
-            ours = fields(mount.read(w.pid))
-            mappings = sum(1 for _ in open(f"/proc/{w.pid}/maps"))
-            if read_rollup(w.pid) == before:
-                break
+        before, (ours, mappings) = settled(
+            lambda: read_rollup(w.pid),
+            lambda: (fields(mount.read(w.pid)), sum(1 for _ in open(f"/proc/{w.pid}/maps"))),
+        )
     assert set(ours) <= set(before)
     assert set(before) - set(ours) <= {"Pss_Anon", "Pss_File", "Pss_Shmem"}  # rollup-only fields
     for name, value in ours.items():
@@ -93,14 +86,10 @@ def test_psutil_agrees(exact_mount: Mount, shapes) -> None:
         with w.stopped():
             # Pss moves when any process on the host maps or unmaps a page the
             # workload shares (libc, python): compare readings the kernel held still across.
-            for _ in range(5):
-                before = read_rollup(w.pid)
-                info = psutil.Process(w.pid).memory_full_info()
-                ours = fields(exact_mount.read(w.pid))
-                if read_rollup(w.pid) == before:
-                    break
-            else:
-                pytest.fail(f"smaps_rollup of {w.pid} never held still")
+            _, (info, ours) = settled(
+                lambda: read_rollup(w.pid),
+                lambda: (psutil.Process(w.pid).memory_full_info(), fields(exact_mount.read(w.pid))),
+            )
         assert ours["Pss"] * 1024 == info.pss
         assert (ours["Private_Clean"] + ours["Private_Dirty"] + ours["Private_Hugetlb"]) * 1024 == info.uss
         assert ours["Swap"] * 1024 == info.swap

@@ -10,12 +10,12 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import NOBODY, PY, Mount, Workload, as_user, fields, read_rollup, wait_for
+from conftest import NOBODY, PY, Mount, Workload, as_user, fields, read_rollup, settled, wait_for
 from totmapsfs._access import identify
 from totmapsfs._procfs import parse_mountinfo
 from totmapsfs._cgroups import Cgroups, ancestors, find_cgroup2, unified_path, within
@@ -60,21 +60,6 @@ def add(dicts) -> dict[str, int]:
         for k, v in d.items():
             out[k] = out.get(k, 0) + v
     return out
-
-
-def settled(parts: Callable[[], object], whole: Callable[[], object], attempts: int = 30):
-    """(parts, whole) read as parts, whole, parts again until the parts held still around the whole.
-
-    Stopped processes hold their own memory still, but their Pss and the
-    Shared/Private split move whenever any other process maps or unmaps the
-    same pages (libc, the interpreter): other suites may run on this machine.
-    """
-    for _ in range(attempts):
-        before = parts()
-        value = whole()
-        if parts() == before:
-            return before, value
-    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
 
 
 def summary_rows(text: str) -> dict[int, dict[str, object]]:
@@ -378,21 +363,19 @@ def test_views_on_the_engine(workloads, cgroup: Cgroup) -> None:
 def test_a_pass_split_among_threads(monkeypatch, workloads) -> None:
     ws = [workloads() for _ in range(3)]
     views = Views(Engine(max_age=0))
+
+    def two_passes() -> tuple[dict, dict]:
+        monkeypatch.setattr(_views, "PASS_THREADS", 1)
+        one = {r.pid: r.fields for r in views.snapshot(None)}
+        monkeypatch.setattr(_views, "PASS_THREADS", 3)
+        monkeypatch.setattr(_views, "_PER_THREAD", 4)
+        assert views._cold  # max-age 0: every pass computes
+        return one, {r.pid: r.fields for r in views.snapshot(None)}
+
     with stopped(*ws):
         # Pss moves when any process on the host maps a page the workloads share:
         # compare two passes the kernel's own figures held still across.
-        for _ in range(5):
-            before = [read_rollup(w.pid) for w in ws]
-            monkeypatch.setattr(_views, "PASS_THREADS", 1)
-            one = {r.pid: r.fields for r in views.snapshot(None)}
-            monkeypatch.setattr(_views, "PASS_THREADS", 3)
-            monkeypatch.setattr(_views, "_PER_THREAD", 4)
-            assert views._cold  # max-age 0: every pass computes
-            three = {r.pid: r.fields for r in views.snapshot(None)}
-            if [read_rollup(w.pid) for w in ws] == before:
-                break
-        else:
-            pytest.fail("the workloads' smaps_rollup never held still across two passes")
+        _, (one, three) = settled(lambda: [read_rollup(w.pid) for w in ws], two_passes)
     assert {w.pid for w in ws} <= set(one) and set(one) & set(three) >= {w.pid for w in ws}
     for w in ws:
         assert one[w.pid] == three[w.pid]
