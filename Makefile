@@ -9,14 +9,32 @@ MOUNTPOINT ?= /run/totmaps
 ARGS ?=
 APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container
 
-.PHONY: run test deps venv clean
+.PHONY: run test check unit deps venv clean
 
 run: venv
 	$(VENV)/bin/totmapsfs $(ARGS) $(MOUNTPOINT)
 
 # TOTMAPSFS_REQUIRE_C: the suite fails, not falls back, if the C parser did not build.
+# Every tier (tests/conftest.py); one tier: make test PYTEST_ARGS="-m unit".
 test: venv
 	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The unit tier alone: no root, no mount, under a minute.
+unit: venv
+	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+# Conventions, enforced (no root, no mount): ruff lint and format, mypy on the
+# package, and import-linter's contracts (layers point down; FUSE and trio only
+# in the adapter and the service). Configuration: pyproject.toml.
+check: venv $(VENV)/.check-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+$(VENV)/.check-installed: pyproject.toml
+	$(PY) -m pip install -q -e '.[test,check]'
+	touch $@
 
 # Debian packages: libfuse3-dev and pkg-config build pyfuse3, fuse3 gives
 # fusermount3, gcc and python3-dev build our C parser.
@@ -29,15 +47,15 @@ deps:
 
 venv: deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml totmapsfs/_speedups.c
+$(VENV)/.installed: pyproject.toml totmapsfs/parser/_speedups.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -c "import totmapsfs._speedups"
+	$(PY) -c "import totmapsfs.parser._speedups"
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info totmapsfs/*.so
+	rm -rf $(VENV) build *.egg-info totmapsfs/*/*.so
 
 # ---------------------------------------------------------------------------
 # Deployment as a systemd service (systemd/totmapsfs.service).
@@ -62,8 +80,13 @@ _IVENV = $(DESTDIR)$(PREFIX)
 install: deps
 	@case "$(PREFIX)" in /?*) ;; *) echo "PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 1;; esac
 	test -x $(_IVENV)/bin/python || $(INSTALL_PYTHON) -m venv $(_IVENV)
+	@# setuptools builds in ./build and copies whatever an earlier build left there: start clean.
+	rm -rf build/lib.* build/bdist.*
 	$(_IVENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade .
-	$(_IVENV)/bin/python -c "import totmapsfs._speedups"
+	@# The service runs the daemon only: the benchmark and its harness stay in the source tree.
+	rm -rf "$$($(_IVENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/totmapsfs/bench \
+		"$$($(_IVENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/totmapsfs/harness
+	$(_IVENV)/bin/python -c "import totmapsfs.parser._speedups, totmapsfs.service"
 	@if [ -n "$(DESTDIR)" ]; then \
 		echo "relocating $(_IVENV) to $(PREFIX)"; \
 		grep -lIr -F "$(_IVENV)" $(_IVENV)/bin $(_IVENV)/pyvenv.cfg | xargs -r sed -i "s|$(_IVENV)|$(PREFIX)|g"; \
@@ -110,7 +133,7 @@ uninstall:
 # A real systemd boot (systemd-nspawn) that installs with DESTDIR, starts,
 # kills, restarts and stops the service; also part of `make test`.
 boot-test: venv
-	$(PY) -m pytest -v tests/test_systemd.py $(PYTEST_ARGS)
+	$(PY) -m pytest -v tests/systemd $(PYTEST_ARGS)
 
 # Performance (issue 4): mounts totmapsfs in a temporary directory, makes its
 # own workloads and prints medians [min-max] with the targets; root, a few
@@ -126,7 +149,7 @@ STRESS_SECONDS ?= 120
 .PHONY: stress
 stress: venv
 	TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -s \
-		tests/test_churn.py tests/test_load.py tests/test_faults.py $(PYTEST_ARGS)
+		tests/stress/test_churn.py tests/stress/test_load.py tests/stress/test_faults.py $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
 # Parser hardening (issue 5): fuzzing, sanitizers, valgrind. Each target builds
@@ -134,16 +157,16 @@ stress: venv
 # (point it at a copy with a planted bug to see a target fail) and puts it first
 # on PYTHONPATH (PYTHONSAFEPATH=1 keeps the source tree's build out of the way).
 #
-# fuzz:     tests/fuzz_parser.py, a differential atheris target (C parser vs
+# fuzz:     tests/programs/fuzz_parser.py, a differential atheris target (C parser vs
 #           the Python reference, same result or same exception), for
 #           FUZZ_SECONDS from tests/corpus/parser. What it finds stays in
 #           $(FUZZ_DIR)/corpus across runs; a failing input is written to
 #           $(FUZZ_DIR)/artifacts/ and fails the target (replay one with
-#           `.venv/bin/python tests/fuzz_parser.py --replay FILE`). Coverage
+#           `.venv/bin/python tests/programs/fuzz_parser.py --replay FILE`). Coverage
 #           guidance: atheris's bytecode instrumentation of the Python
 #           reference and formatter, plus the C extension's own edges and
 #           comparisons: it is built here with clang -fsanitize=fuzzer-no-link.
-#           (`make test` runs a 45 s version: tests/test_fuzz.py.)
+#           (`make test` runs a 45 s version: tests/stress/test_fuzz.py.)
 # asan:     the extension built with gcc's AddressSanitizer and UBSan, no
 #           recovery, then the parser suite's C half (the Python half runs no C)
 #           and a replay of the seed and fuzz corpora on it (each input also in an exact-size malloc block,
@@ -170,7 +193,7 @@ FUZZ_DIR ?= build/fuzz
 FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
-SPEEDUPS_SRC ?= totmapsfs/_speedups.c
+SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind
 FUZZ_SEEDS := tests/corpus/parser
@@ -180,16 +203,16 @@ FUZZ_FLAGS := -dict=tests/corpus/parser.dict -timeout=30 -rss_limit_mb=4096 -pri
 # $(call build_copy,DIR,COMPILER AND FLAGS): the package's Python files and the
 # extension built from SPEEDUPS_SRC with those flags, as DIR/totmapsfs.
 define build_copy
-	rm -rf $(1)/totmapsfs && mkdir -p $(1)/totmapsfs
-	cp totmapsfs/*.py $(1)/totmapsfs/
+	rm -rf $(1)/totmapsfs && mkdir -p $(1)
+	cp -r totmapsfs $(1)/ && find $(1)/totmapsfs \( -name '*.so' -o -name __pycache__ \) -prune -exec rm -rf {} +
 	$(2) -shared -fPIC -g -std=c11 -Wall -Wextra \
 		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')" $(SPEEDUPS_SRC) \
-		-o $(1)/totmapsfs/_speedups$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+		-o $(1)/totmapsfs/parser/_speedups$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 endef
 
 # $(call check_copy,ENV,DIR): fail unless ENV really loads DIR's extension.
 define check_copy
-	$(1) $(PY) -c 'import sys, totmapsfs._speedups as s; \
+	$(1) $(PY) -c 'import sys, totmapsfs.parser._speedups as s; \
 		sys.exit(0 if s.__file__.startswith("$(abspath $(2))/") else "wrong extension loaded: " + s.__file__)'
 endef
 
@@ -207,14 +230,14 @@ valgrind-deps:
 fuzz: fuzz-deps
 	$(call build_copy,$(FUZZ_DIR)/ext,clang -O1 -fsanitize=fuzzer-no-link)
 	mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
-	PYTHONPATH=$(abspath $(FUZZ_DIR)/ext) PYTHONSAFEPATH=1 TOTMAPSFS_REQUIRE_C=1 $(PY) tests/fuzz_parser.py \
+	PYTHONPATH=$(abspath $(FUZZ_DIR)/ext) PYTHONSAFEPATH=1 TOTMAPSFS_REQUIRE_C=1 $(PY) tests/programs/fuzz_parser.py \
 		-max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) -artifact_prefix=$(FUZZ_DIR)/artifacts/ $(FUZZ_ARGS) \
 		$(FUZZ_DIR)/corpus $(FUZZ_SEEDS)
 	@echo "fuzz corpus: $$(ls $(FUZZ_DIR)/corpus | wc -l) inputs in $(FUZZ_DIR)/corpus"
 
 # The corpus that asan and valgrind replay: a short fuzz run makes one if none exists.
 $(FUZZ_DIR)/corpus:
-	$(MAKE) fuzz FUZZ_SECONDS=$(CORPUS_SECONDS) SPEEDUPS_SRC=totmapsfs/_speedups.c
+	$(MAKE) fuzz FUZZ_SECONDS=$(CORPUS_SECONDS) SPEEDUPS_SRC=totmapsfs/parser/_speedups.c
 
 ASAN_ENV = PYTHONPATH=$(abspath $(ASAN_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
@@ -224,8 +247,8 @@ ASAN_ENV = PYTHONPATH=$(abspath $(ASAN_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=mallo
 asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
-	$(ASAN_ENV) $(PY) tests/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py tests/test_parser_generated.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 \
@@ -244,8 +267,8 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	$(call build_copy,$(VALGRIND_DIR),gcc -O1)
 	$(call check_copy,PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1,$(VALGRIND_DIR))
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
-	$(VALGRIND) $(PY) tests/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
+	$(VALGRIND) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/test_parser.py tests/test_parser_generated.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)

@@ -1,192 +1,74 @@
-"""Fixtures: real processes with known memory layouts, real FUSE mounts, real unprivileged users."""
+"""The suite's tiers, its guards (a timeout on every test, no unexpected warning), and the fixtures every tier shares.
+
+Tiers are folders, each a marker (``pytest -m unit``; --strict-markers):
+
+    unit/     no root, no mount: the parser, the cache, the engine on our own processes, formats (seconds)
+    system/   root, no mount: the engine, tree and views against other users' processes and real cgroups
+    mount/    root: real FUSE mounts read by real processes as root and as other users
+    stress/   churn and pid reuse, load, faults, fuzzing (TOTMAPSFS_STRESS_SECONDS scales them)
+    systemd/  the unit, `make install`, and a real systemd booted in systemd-nspawn
+
+A test that logs a warning (in this process, or in a daemon's log) fails
+unless it is marked ``expect_warnings`` (the s3ql rule: a warning nobody
+expected is a bug nobody looked at).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
-import select
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
 
 import pytest
 
-from parser_support import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
-from totmapsfs._mountpoint import lazy_unmount, mount_at, stop_daemon
+from support.cgroups import Cgroup, cgroup2_mount
+from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
+from totmapsfs.harness import Mount, Workload
+from totmapsfs.service import lazy_unmount, mount_at
 
+TIERS = ("unit", "system", "mount", "stress", "systemd")
+# Seconds before pytest-timeout fails a test with every thread's traceback: far
+# above what each takes on a loaded 2-core box, far below a CI job's patience.
+STRESS_SECONDS = float(os.environ.get("TOTMAPSFS_STRESS_SECONDS", "0"))
+TIMEOUTS = {"unit": 120, "system": 300, "mount": 300, "stress": 600 + 6 * STRESS_SECONDS, "systemd": 1800}
+ROOT_TIERS = {"system", "mount", "stress", "systemd"}
 HERE = Path(__file__).resolve().parent
-WORKLOAD = HERE / "workload.py"
-PY = sys.executable
-P = TypeVar("P")
-W = TypeVar("W")
-NOBODY = 65534
-OTHER_USER = 65533  # a uid with no account: the kernel does not care
+PROGRAMS = HERE / "programs"
 
 
-def as_user(uid: int, argv: list[str], caps: str = "") -> list[str]:
-    """argv run with every uid and gid set to ``uid``; no capabilities, or the ambient ``caps``."""
-    extra = [f"--inh-caps=+{caps}", f"--ambient-caps=+{caps}"] if caps else []
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *extra, *argv]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.path)).relative_to(HERE).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: every test lives in a tier folder ({', '.join(TIERS)})")
+        item.add_marker(getattr(pytest.mark, tier))
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUTS[tier]))
+        if tier in ROOT_TIERS and os.geteuid() != 0:
+            item.add_marker(pytest.mark.skip(reason=f"the {tier} tier needs root (make test runs as root)"))
 
 
-def fields(text: bytes) -> dict[str, int]:
-    """An independent reading of smaps-format text: every "Name: N kB" line, summed."""
-    out: dict[str, int] = {}
-    for line in text.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
-            name = parts[0][:-1]
-            if name not in ("Size", "KernelPageSize", "MMUPageSize"):
-                out[name] = out.get(name, 0) + int(parts[1])
-    return out
+@pytest.fixture(autouse=True)
+def no_unexpected_warnings(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Fail a test that logged a warning or worse through "totmapsfs" unless it says it expects one."""
+    caplog.set_level(logging.INFO, logger="totmapsfs")
+    yield
+    if request.node.get_closest_marker("expect_warnings") is None:
+        bad = [r for r in caplog.get_records("call") if r.levelno >= logging.WARNING and r.name.startswith("totmapsfs")]
+        if bad:
+            pytest.fail("unexpected warning: " + "; ".join(r.getMessage() for r in bad), pytrace=False)
 
 
-def read_rollup(pid: int) -> dict[str, int]:
-    return fields(Path(f"/proc/{pid}/smaps_rollup").read_bytes())
-
-
-def settled(parts: Callable[[], P], whole: Callable[[], W], attempts: int = 30) -> tuple[P, W]:
-    """(parts, whole) read as parts, whole, parts again until the parts held still around the whole.
-
-    Stopped processes hold their own memory still, but their Pss and the
-    Shared/Private split move whenever any other process maps or unmaps the
-    same pages (libc, the interpreter): other suites may run on this machine.
-    """
-    for _ in range(attempts):
-        before = parts()
-        value = whole()
-        if parts() == before:
-            return before, value
-    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
-
-
-def wait_for(predicate, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def state(pid: int) -> str:
-    data = Path(f"/proc/{pid}/stat").read_bytes()
-    return data[data.rindex(b")") + 2 :].split()[0].decode()
-
-
-class Workload:
-    """A tests/workload.py process; see that file for the layouts it makes."""
-
-    def __init__(self, *args: str, user: int | None = None, caps: str = "", timeout: float = 60.0) -> None:
-        argv = [PY, str(WORKLOAD), *args]
-        if user is not None:
-            argv = as_user(user, argv, caps)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self._readline(timeout)
-        words = line.split()
-        assert words and words[0] == "ready", f"workload said {line!r}"
-        self.pid = int(words[1])
-        self.children = [int(w) for w in words[2:]]
-        assert self.pid == self.proc.pid
-
-    def _readline(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            self.close()
-            raise TimeoutError("workload did not answer")
-        return self.proc.stdout.readline()
-
-    def touch(self, pages: int) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"touch {pages}\n")
-        self.proc.stdin.flush()
-        assert self._readline(30).strip() == "touched"
-
-    @contextlib.contextmanager
-    def stopped(self) -> Iterator[None]:
-        """SIGSTOP the process and its children so their memory holds still."""
-        pids = [self.pid, *self.children]
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-        for pid in pids:
-            wait_for(lambda: state(pid) == "T", what=f"{pid} to stop")
-        try:
-            yield
-        finally:
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(OSError):
-                assert self.proc.stdin is not None
-                self.proc.stdin.close()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-class Mount:
-    """A totmapsfs daemon run as users run it (python -m totmapsfs), mounted at ``path``."""
-
-    def __init__(
-        self,
-        path: Path,
-        *args: str,
-        timeout: float = 15.0,
-        env: dict[str, str] | None = None,
-        command: tuple[str, ...] = (PY, "-m", "totmapsfs"),
-    ) -> None:
-        self.path = path
-        self.log = Path(tempfile.mkstemp(prefix=f"{path.name}-", suffix=".log")[1])
-        self._logf = open(self.log, "wb")
-        self.proc = subprocess.Popen(
-            [*command, *args, str(path)],
-            stdout=self._logf,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
-        try:
-            wait_for(self._answers, timeout, f"the mount at {path} ({self.log_text()})")
-        except TimeoutError:
-            self.stop()
-            raise
-
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log_text()}")
-        # The daemon logs "serving" only after a lookup through the mount was
-        # answered (as it tells systemd READY=1); an old stale mount at the
-        # same path must not pass for this one.
-        return "serving" in self.log_text()
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def file(self, pid: int | str) -> Path:
-        return self.path / str(pid) / "totmaps"
-
-    def read(self, pid: int | str) -> bytes:
-        return self.file(pid).read_bytes()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        status = stop_daemon(self.proc, str(self.path), sig)
-        self._logf.close()
-        return status
-
-
-def is_mounted(path: Path) -> bool:
-    return mount_at(str(path)) is not None
+def daemon_problems(mount: Mount) -> list[str]:
+    """Lines of a daemon's log that say something went wrong."""
+    return [
+        line
+        for line in mount.log_text().splitlines()
+        if any(k in line for k in (": WARNING: ", ": ERROR: ", "Traceback"))
+    ]
 
 
 @pytest.fixture
@@ -196,31 +78,36 @@ def workdir() -> Iterator[Path]:
     d.chmod(0o755)
     yield d
     for sub in d.iterdir():
-        if sub.is_dir() and is_mounted(sub):
+        if sub.is_dir() and mount_at(str(sub)) is not None:
             lazy_unmount(str(sub))
     shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
-def mount_factory(workdir: Path) -> Iterator:
+def mount_factory(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Mount]]:
+    """Daemons started as users start them; stopped at the end, their logs checked for warnings."""
     mounts: list[Mount] = []
 
-    def make(*args: str, name: str = "mnt", **kw) -> Mount:
-        m = Mount(workdir / name, *args, **kw)
+    def make(*args: str, name: str = "mnt", **kw: object) -> Mount:
+        m = Mount(workdir / name, *args, **kw)  # type: ignore[arg-type]
         mounts.append(m)
         return m
 
     yield make
     for m in mounts:
         m.stop()
+    if request.node.get_closest_marker("expect_warnings") is None:
+        problems = [line for m in mounts for line in daemon_problems(m)]
+        if problems:
+            pytest.fail("the daemon logged: " + "\n".join(problems[:10]), pytrace=False)
 
 
 @pytest.fixture
-def workloads() -> Iterator:
+def workloads() -> Iterator[Callable[..., Workload]]:
     made: list[Workload] = []
 
-    def make(*args: str, **kw) -> Workload:
-        w = Workload(*args, **kw)
+    def make(*args: str, **kw: object) -> Workload:
+        w = Workload(*args, **kw)  # type: ignore[arg-type]
         made.append(w)
         return w
 
@@ -230,16 +117,29 @@ def workloads() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def exact_mount(tmp_path_factory) -> Iterator[Mount]:
+def exact_mount() -> Iterator[Mount]:
     """One rollup mount with the cache off, shared by a module's exactness tests."""
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
     m = Mount(d / "mnt", "--max-age", "0")
     yield m
     assert m.stop() == 0
+    assert daemon_problems(m) == []
     shutil.rmtree(d, ignore_errors=True)
 
 
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount FUSE with allow_other")
+_cgroup_names = iter(range(1 << 30))
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Cgroup]:
+    """A fresh cgroup v2 directory under the cgroup2 root, removed at the end."""
+    mount = cgroup2_mount()
+    path = mount / f"totmapsfs-test-{os.getpid()}-{next(_cgroup_names)}"
+    # No skip here: where cgroup2 is mounted, a test that cannot make a cgroup must fail.
+    path.mkdir()
+    group = Cgroup(path, mount)
+    try:
+        yield group
+    finally:
+        group.remove()

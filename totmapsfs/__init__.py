@@ -1,15 +1,20 @@
 """totmapsfs: /proc/<pid>/totmaps — a process's smaps summed — served from user space over FUSE.
 
-The package is layered; each module imports only from those above it here:
+The package is layered; each subpackage imports only those below it
+(``make check`` enforces it with import-linter):
 
-- ``_speedups`` (C) / ``_native`` (Python): the smaps parser, bytes in, sums out.
-- ``_parser``: picks the C parser (or falls back) and formats the file.
-- ``_procfs``: every read of /proc, errnos turned into ``_errors`` in one place.
-- ``_access``: the kernel's ptrace-read rule; ``_engine``: compute and cache.
-- ``_cgroups``: the cgroup v2 tree; ``_views``: whole-system snapshots (totmaps,
-  summary, per cgroup) over the engine; ``_metrics``: them as Prometheus gauges.
-- ``_tree``: paths, inodes, attributes; ``_ops``: the thin pyfuse3 adapter.
-- ``_daemon`` / ``_cli``: mounting, signals, systemd notification.
+- ``parser``: the smaps parser (``_speedups.c``, and ``_reference.py``, the
+  pure-Python spec), bytes in, sums out; the totmaps formatter.
+- ``proc``: every read of /proc, errnos turned into ``errors`` in one place;
+  the kernel's ptrace-read rule; the cgroup2 hierarchy.
+- ``engine``: a process's totmaps, and the cache (injected clock).
+- ``views``: whole-system snapshots (totmaps, summary, per cgroup, metrics).
+- ``tree``: paths, inodes, attributes; no FUSE.
+- ``fuse``: the thin pyfuse3 adapter.
+- ``service``: the command line, mounting, signals, privileges, systemd.
+
+``harness`` (real daemons and workloads) and ``bench`` serve the tests and
+the benchmark; nothing at run time imports them.
 
 Without FUSE, the same engine answers directly::
 
@@ -18,15 +23,15 @@ Without FUSE, the same engine answers directly::
     True
 """
 
-from ._engine import Engine, Source, totmaps
-from ._errors import AccessDenied, NoSuchProcess, TotmapsError
-from ._parser import IMPLEMENTATION, format_totmaps, parse_smaps
-from ._procfs import ProcReader
+from .engine import Engine, Source, totmaps
+from .errors import AccessDenied, NoSuchProcess, TotmapsError
+from .parser import IMPLEMENTATION, format_totmaps, parse_smaps
+from .proc import ProcReader
 
 __all__ = [
+    "IMPLEMENTATION",
     "AccessDenied",
     "Engine",
-    "IMPLEMENTATION",
     "NoSuchProcess",
     "ProcReader",
     "Source",

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The boot test's checks, run INSIDE a systemd-nspawn-booted container by
-# citest.service (see tests/test_systemd.py, which boots it and reads the
+# citest.service (see tests/systemd/test_systemd.py, which boots it and reads the
 # results). totmapsfs.service was started at boot (citest.service Wants= and
 # is ordered After= it); this script then exercises it through systemctl.
 #

@@ -1,0 +1,1 @@
+"""The mount tier (see tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""The stress tier (see tests/conftest.py)."""

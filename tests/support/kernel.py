@@ -1,0 +1,71 @@
+"""Independent readings of what the kernel says, for comparing the mount with it; and the test users."""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+P = TypeVar("P")
+W = TypeVar("W")
+NOBODY = 65534
+OTHER_USER = 65533  # a uid with no account: the kernel does not care
+# The Pss family is summed from per-mapping lines that the kernel truncates to
+# whole kB (smaps) where smaps_rollup truncates once: each mapping may lose < 1 kB.
+PSS_FAMILY = frozenset({"Pss", "Pss_Dirty", "Pss_Anon", "Pss_File", "Pss_Shmem", "SwapPss"})
+
+
+def fields(text: bytes) -> dict[str, int]:
+    """An independent reading of smaps-format text: every "Name: N kB" line, summed."""
+    out: dict[str, int] = {}
+    for line in text.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
+            name = parts[0][:-1]
+            if name not in ("Size", "KernelPageSize", "MMUPageSize"):
+                out[name] = out.get(name, 0) + int(parts[1])
+    return out
+
+
+def read_rollup(pid: int) -> dict[str, int]:
+    return fields(Path(f"/proc/{pid}/smaps_rollup").read_bytes())
+
+
+def settled(parts: Callable[[], P], whole: Callable[[], W], attempts: int = 30) -> tuple[P, W]:
+    """(parts, whole) read as parts, whole, parts again until the parts held still around the whole.
+
+    Stopped processes hold their own memory still, but their Pss and the
+    Shared/Private split move whenever any other process maps or unmaps the
+    same pages (libc, the interpreter): other suites may run on this machine.
+    """
+    for _ in range(attempts):
+        before = parts()
+        value = whole()
+        if parts() == before:
+            return before, value
+    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
+
+
+def vma_count(pid: int) -> int:
+    """How many mappings (VMAs) the process has: the lines of /proc/<pid>/maps."""
+    return Path(f"/proc/{pid}/maps").read_bytes().count(b"\n")
+
+
+def own_cgroup() -> str:
+    """This process's cgroup v2 path, read from /proc/self/cgroup."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    return next(line[3:] for line in lines if line.startswith("0::"))
+
+
+def outcome(fn: Callable[[], object]) -> tuple[float, object]:
+    """(seconds taken, result or errno name) of one call."""
+    t0 = time.monotonic()
+    try:
+        result: object = fn()
+    except OSError as exc:
+        result = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return time.monotonic() - t0, result

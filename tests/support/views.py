@@ -1,0 +1,14 @@
+"""Independent readings of the views' text: the Prometheus exposition through prometheus_client's own parser."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def metrics(text: str) -> dict[str, list]:
+    """Family name -> samples, through prometheus_client's own parser (which rejects malformed text)."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        assert family.type == "gauge" and family.documentation, family.name
+        out[family.name] = family.samples
+    return out

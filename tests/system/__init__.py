@@ -1,0 +1,1 @@
+"""The system tier (see tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""The systemd tier (see tests/conftest.py)."""

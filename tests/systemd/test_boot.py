@@ -1,0 +1,181 @@
+"""A real boot: systemd-nspawn boots this machine's /usr on a fresh tmpfs root with the staged install bound in.
+
+`make install DESTDIR=<stage>` (conftest's ``stage``), then systemd-nspawn
+boots this machine's own /usr with a fresh tmpfs root (--volatile=yes, about a
+second) with the staged /opt/totmapsfs and unit bound in, straight into
+systemd/ci/citest.service, which runs systemd/ci/boot-test.sh: boot to ready,
+reads as root and as another user, SIGHUP, SIGUSR1, kill -9 and automatic
+restart, stop with reads in flight, a stale mount, /etc/default options, the
+minimal capability set, enable. Each of that script's checks is one test here.
+
+Skipped only where nspawn cannot boot anything: not root, no /dev/fuse, no
+systemd-nspawn or systemd (`make deps` installs systemd-container).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.units import CI, PREFIX, run
+
+# The checks boot-test.sh reports, in its order: each must print "PASS <name>".
+BOOT_CHECKS = [
+    "boot-active-and-answering",
+    "same-mount-namespace",
+    "hardening-applied",
+    "dropped-after-mount",
+    "oom-score-adjust",
+    "read-self",
+    "read-pid1-as-root",
+    "read-other-user-as-root",
+    "nobody-reads-own",
+    "nobody-denied-pid1",
+    "journal-serving",
+    "sighup-ignored",
+    "sigusr1-stack-dump",
+    "restart-after-kill9",
+    "restart-left-one-mount",
+    "stop-exit-0",
+    "stop-unmounted",
+    "stop-logged",
+    "stale-mount-cleared",
+    "env-file-options",
+    "env-file-stop-unmounted",
+    "cap-needs-SYS_ADMIN",
+    "cap-needs-SYS_PTRACE",
+    "cap-shipped-set-suffices",
+    "cap-no-mount-left",
+    "enable",
+]
+
+# Upper bounds (ms) on the measured timings; generous for a loaded CI box.
+TIME_LIMITS = {"boot-to-ready": 30_000, "start-to-ready": 20_000, "restart-after-kill9": 10_000, "stop": 15_000}
+
+BOOT_TIMEOUT = 150  # seconds for the whole container run; it takes ~15 s
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+# ---------------------------------------------------------------------------
+# A real systemd boot
+
+
+def boot_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: systemd-nspawn needs root"
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse on this host"
+    if shutil.which("systemd-nspawn") is None:
+        return "systemd-nspawn missing (make deps installs systemd-container)"
+    if not os.path.exists("/usr/lib/systemd/systemd"):
+        return "systemd missing from /usr (make deps installs it)"
+    return None
+
+
+class Boot:
+    def __init__(self, returncode: int | None, console: str, out: Path):
+        self.returncode = returncode
+        self.console = ANSI.sub("", console)
+        self.results = (out / "result.log").read_text() if (out / "result.log").exists() else ""
+        self.journal = (out / "journal.log").read_text() if (out / "journal.log").exists() else ""
+        self.status = {}
+        self.times = {}
+        for line in self.results.splitlines():
+            m = re.match(r"(PASS|FAIL) (\S+): ", line)
+            if m:
+                self.status[m[2]] = m[1]
+            m = re.match(r"TIME (\S+) (-?\d+)$", line)
+            if m:
+                self.times[m[1]] = int(m[2])
+
+    def report(self) -> str:
+        return (
+            f"systemd-nspawn exit status: {self.returncode}\n"
+            f"--- boot-test.sh results ---\n{self.results or '(none)'}\n"
+            f"--- journal of totmapsfs.service ---\n{self.journal or '(none)'}\n"
+            f"--- container console (last 150 lines) ---\n" + "\n".join(self.console.splitlines()[-150:])
+        )
+
+
+def interpreter_binds(venv: Path) -> list[str]:
+    """Bind the venv's interpreter into the container when it lives outside /usr (pyenv & co)."""
+    python = Path(os.path.realpath(venv / "bin/python"))
+    if str(python).startswith("/usr/"):
+        return []
+    res = run([str(venv / "bin/python"), "-c", "import sys; print(sys.base_prefix)"], timeout=60)
+    prefix = res.stdout.strip()
+    return [f"--bind-ro={prefix}"] if prefix else []
+
+
+@pytest.fixture(scope="module")
+def boot(stage, tmp_path_factory) -> Boot:
+    reason = boot_unavailable()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path_factory.mktemp("boot-out")
+    venv = stage / PREFIX.lstrip("/")
+    unit = stage / "etc/systemd/system/totmapsfs.service"
+    cmd = [
+        "timeout",
+        "--kill-after=10",
+        str(BOOT_TIMEOUT),
+        "systemd-nspawn",
+        "--directory=/",
+        "--volatile=yes",
+        "--quiet",
+        "--boot",
+        # Without these two nspawn wants the host's system bus, which is not there.
+        "--register=no",
+        "--keep-unit",
+        f"--machine=totmapsfs-ci-{os.getpid()}",
+        "--private-network",
+        "--bind=/dev/fuse",
+        f"--bind-ro={venv}:{PREFIX}",
+        f"--bind-ro={unit}:/etc/systemd/system/totmapsfs.service",
+        f"--bind-ro={stage}:/ci/stage",
+        f"--bind-ro={CI}:/ci/bin",
+        f"--bind-ro={CI / 'citest.service'}:/etc/systemd/system/citest.service",
+        f"--bind={out}:/ci-out",
+        *interpreter_binds(venv),
+        "systemd.unit=citest.service",
+        "systemd.firstboot=no",
+    ]
+    try:
+        res = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            timeout=BOOT_TIMEOUT + 30,
+        )
+        return Boot(res.returncode, res.stdout, out)
+    except subprocess.TimeoutExpired as exc:
+        console = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        return Boot(None, console, out)
+
+
+def test_boot_exit_status(boot):
+    print(boot.results)
+    assert boot.returncode == 0, boot.report()
+    assert set(boot.status) == set(BOOT_CHECKS), boot.report()
+
+
+@pytest.mark.parametrize("check", BOOT_CHECKS)
+def test_boot(boot, check):
+    # The whole report (results, journal, console) is in test_boot_exit_status's failure.
+    lines = [ln for ln in boot.results.splitlines() if re.match(rf"(PASS|FAIL) {re.escape(check)}: ", ln)]
+    assert boot.status.get(check) == "PASS", "\n".join(lines) or f"{check}: not run (see test_boot_exit_status)"
+
+
+def test_boot_timings(boot):
+    print("boot timings (ms):", boot.times)
+    for name, limit in TIME_LIMITS.items():
+        assert name in boot.times, f"no {name} timing\n" + boot.report()
+        assert 0 <= boot.times[name] <= limit, f"{name} took {boot.times[name]} ms (limit {limit})\n" + boot.report()

@@ -1,0 +1,202 @@
+"""The systemd unit statically (verify, hardening, exposure) and `make install` / `uninstall` with DESTDIR.
+
+The unit must verify cleanly, keep its hardening away from anything that
+would give the service a private mount namespace (the FUSE mount would then be
+invisible outside it), and install with DESTDIR into another root.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from support.units import DEFAULTS, PREFIX, REPO, UNIT, need_analyze, run, verify
+
+# Every setting that makes systemd unshare the service's mount namespace
+# (systemd.exec(5); exec_needs_mount_namespace() in src/core/execute.c), plus
+# PrivateUsers=/DynamicUser= (a user namespace: CAP_SYS_ADMIN there mounts
+# nothing the host sees, CAP_SYS_PTRACE there reads no host process).
+MOUNT_NAMESPACE_SETTINGS = {
+    "ProtectSystem",
+    "ProtectHome",
+    "PrivateTmp",
+    "PrivateDevices",
+    "PrivateMounts",
+    "PrivateNetwork",
+    "PrivateIPC",
+    "PrivateUsers",
+    "DynamicUser",
+    "ProtectKernelTunables",
+    "ProtectKernelModules",
+    "ProtectKernelLogs",
+    "ProtectControlGroups",
+    "ProtectHostname",
+    "ProtectProc",
+    "ProcSubset",
+    "ReadWritePaths",
+    "ReadOnlyPaths",
+    "InaccessiblePaths",
+    "ExecPaths",
+    "NoExecPaths",
+    "BindPaths",
+    "BindReadOnlyPaths",
+    "TemporaryFileSystem",
+    "RootDirectory",
+    "RootImage",
+    "MountImages",
+    "ExtensionImages",
+    "ExtensionDirectories",
+    "MountFlags",
+    "MountAPIVFS",
+    "LogNamespace",
+    "NetworkNamespacePath",
+    "IPCNamespacePath",
+    "JoinsNamespaceOf",
+    "RuntimeDirectory",
+    "StateDirectory",
+    "CacheDirectory",
+    "LogsDirectory",
+    "ConfigurationDirectory",
+}
+
+
+def unit_settings(text: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment, in order (keys may repeat)."""
+    out, section = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def exposure(unit: Path) -> float:
+    need_analyze()
+    res = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)], timeout=60)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
+    assert m, f"no exposure level in:\n{res.stdout}\n{res.stderr}"
+    return float(m[1])
+
+
+# ---------------------------------------------------------------------------
+# The unit file, statically
+
+
+def test_unit_verifies(tmp_path):
+    # verify insists that ExecStart's binary exists: point it at a stand-in.
+    stub = tmp_path / "opt/totmapsfs/bin/totmapsfs"
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    copy = tmp_path / "totmapsfs.service"
+    copy.write_text(UNIT.read_text().replace(f"{PREFIX}/", f"{tmp_path}/opt/totmapsfs/"))
+    assert verify(copy) == ""
+
+
+def test_unit_has_no_mount_namespace_settings():
+    used = {key for _, key, _ in unit_settings(UNIT.read_text())}
+    assert not used & MOUNT_NAMESPACE_SETTINGS, "these make the mount invisible outside the service"
+
+
+def test_unit_settings():
+    settings = unit_settings(UNIT.read_text())
+    one = {(s, k): v for s, k, v in settings}
+    many = lambda sec, key: [v for s, k, v in settings if (s, k) == (sec, key)]  # noqa: E731
+    assert one["Service", "Type"] == "notify"
+    assert one["Service", "NotifyAccess"] == "main"
+    assert one["Service", "Restart"] == "on-failure"
+    assert "local-fs.target" in one["Unit", "After"].split()
+    assert "umount.target" in one["Unit", "Conflicts"].split()
+    assert one["Service", "ExecStart"].split()[0] == f"{PREFIX}/bin/totmapsfs"
+    assert one["Service", "ExecStart"].split()[-1] == "${TOTMAPSFS_MOUNTPOINT}"
+    assert "TOTMAPSFS_MOUNTPOINT=/run/totmaps" in many("Service", "Environment")
+    assert one["Service", "EnvironmentFile"] == "-/etc/default/totmapsfs"
+    for key in ("ExecStartPre", "ExecStopPost"):
+        assert re.fullmatch(r"-fusermount3 -uzq? \$\{TOTMAPSFS_MOUNTPOINT\}", one["Service", key]), key
+    assert set(one["Service", "CapabilityBoundingSet"].split()) == {"CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}
+    assert one["Service", "NoNewPrivileges"] == "yes"
+    assert one["Service", "DevicePolicy"] == "closed"
+    assert one["Service", "DeviceAllow"] == "/dev/fuse rw"
+    assert one["Service", "RestrictAddressFamilies"] == "AF_UNIX"
+    assert int(one["Service", "OOMScoreAdjust"]) < 0
+    assert one["Install", "WantedBy"] == "multi-user.target"
+
+
+def test_example_defaults_file_sets_nothing():
+    # Shipped all-commented: installing it changes no behaviour; its examples
+    # name the two variables the unit reads.
+    lines = [ln for ln in DEFAULTS.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert lines == []
+    text = DEFAULTS.read_text()
+    assert "#TOTMAPSFS_MOUNTPOINT=" in text and "#TOTMAPSFS_OPTIONS=" in text
+
+
+def test_security_exposure(tmp_path):
+    bare = tmp_path / "totmapsfs.service"
+    bare.write_text(f"[Service]\nExecStart={PREFIX}/bin/totmapsfs /run/totmaps\n")
+    before, after = exposure(bare), exposure(UNIT)
+    print(f"systemd-analyze security exposure: bare unit {before}, shipped unit {after}")
+    assert before > 9.0
+    assert after <= 4.0
+
+
+# ---------------------------------------------------------------------------
+# make install / uninstall with DESTDIR
+
+
+def test_install_layout(stage):
+    venv = stage / PREFIX.lstrip("/")
+    script = venv / "bin/totmapsfs"
+    assert script.read_text().splitlines()[0] == f"#!{PREFIX}/bin/python"
+    for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
+        if path.is_file() and not path.is_symlink():
+            assert str(stage) not in path.read_text(errors="replace"), f"{path} still names the staging dir"
+    assert (stage / "etc/systemd/system/totmapsfs.service").read_text() == UNIT.read_text()
+    assert (stage / "etc/default/totmapsfs").read_text() == DEFAULTS.read_text()
+    # The venv works where it was built too (a venv finds its prefix from its own path).
+    res = run(
+        [str(venv / "bin/python"), "-c", "import totmapsfs.parser._speedups, totmapsfs.service, pyfuse3, trio"],
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    # Every installed module is one of this tree's (nothing left over from an earlier build)...
+    purelib = run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], 60)
+    installed = Path(purelib.stdout.strip())
+    ours = {p.relative_to(installed) for p in (installed / "totmapsfs").rglob("*.py")}
+    assert ours and all((REPO / p).is_file() for p in ours), sorted(str(p) for p in ours if not (REPO / p).is_file())
+    # ...and the daemon's venv holds the daemon only: no benchmark, no test harness.
+    for extra in ("totmapsfs.bench", "totmapsfs.harness"):
+        res = run([str(venv / "bin/python"), "-c", f"import {extra}"], timeout=60, cwd="/")  # not this tree's
+        assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr, extra
+
+
+def test_installed_unit_verifies(stage, tmp_path):
+    # The real installed ExecStart, at its staged path.
+    copy = tmp_path / "totmapsfs.service"
+    text = (stage / "etc/systemd/system/totmapsfs.service").read_text()
+    copy.write_text(text.replace(f"{PREFIX}/", f"{stage}{PREFIX}/"))
+    assert verify(copy) == ""
+
+
+def test_uninstall(stage, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(stage, root, symlinks=True)
+    edited = root / "etc/default/totmapsfs"
+    edited.write_text(edited.read_text() + "TOTMAPSFS_OPTIONS=--debug\n")
+    uninstall = ["make", "-C", str(REPO), "--no-print-directory", "uninstall", f"DESTDIR={root}"]
+    res = run(uninstall, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not (root / PREFIX.lstrip("/")).exists()
+    assert not (root / "etc/systemd/system/totmapsfs.service").exists()
+    assert edited.exists(), "an edited /etc/default/totmapsfs is the admin's: kept"
+    # An unedited one goes; and uninstalling twice is fine.
+    shutil.copy(DEFAULTS, edited)
+    res = run(uninstall, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not edited.exists()

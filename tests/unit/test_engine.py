@@ -1,0 +1,187 @@
+"""The engine without FUSE, on processes of our own: the cache rules with an injected clock, sources, the API."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import totmapsfs
+from support.fakeproc import FakeProc
+from support.kernel import fields, read_rollup
+from totmapsfs.engine import Engine, SourceUnavailable
+from totmapsfs.errors import NoSuchProcess
+from totmapsfs.proc import ProcReader
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def starttime(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+
+
+# -- cache ------------------------------------------------------------------
+
+
+def test_hit_within_max_age_for_an_idle_process(workloads, clock: Clock) -> None:
+    w = workloads()
+    engine = Engine(max_age=5, clock=clock)
+    with w.stopped():
+        first = engine.totmaps(w.pid)
+        clock.now += 4.9
+        assert engine.totmaps(w.pid) is first
+    assert (engine.counters.misses, engine.counters.hits) == (1, 1)
+
+
+def test_miss_after_max_age(workloads, clock: Clock) -> None:
+    w = workloads()
+    engine = Engine(max_age=5, clock=clock)
+    with w.stopped():
+        engine.totmaps(w.pid)
+        clock.now += 5.0
+        engine.totmaps(w.pid)
+    assert (engine.counters.misses, engine.counters.hits) == (2, 0)
+
+
+def test_immediate_miss_when_the_process_touches_memory(workloads, clock: Clock) -> None:
+    w = workloads()
+    engine = Engine(max_age=3600, clock=clock)
+    before = engine.totmaps(w.pid).fields
+    w.touch(64)
+    after = engine.totmaps(w.pid).fields
+    assert engine.counters.hits == 0
+    assert after["Anonymous"] >= before["Anonymous"] + 256
+    with w.stopped():
+        assert engine.totmaps(w.pid).fields == read_rollup(w.pid)
+
+
+def test_max_age_zero_never_caches(workloads, clock: Clock) -> None:
+    w = workloads()
+    engine = Engine(max_age=0, clock=clock)
+    with w.stopped():
+        for _ in range(5):
+            engine.totmaps(w.pid)
+    assert (engine.counters.misses, engine.counters.hits, len(engine)) == (5, 0, 0)
+
+
+def test_concurrent_readers_share_one_computation(workloads) -> None:
+    w = workloads("--mappings", "8000")
+    computing = threading.Event()
+    release = threading.Event()
+    real = totmapsfs.parse_smaps
+
+    def slow_parse(data):
+        computing.set()
+        release.wait(10)
+        return real(data)
+
+    engine = Engine(max_age=0, parse=slow_parse)
+    results: list = []
+    with w.stopped():
+        threads = [threading.Thread(target=lambda: results.append(engine.totmaps(w.pid))) for _ in range(4)]
+        threads[0].start()
+        assert computing.wait(10)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 10
+        while engine.counters.joined < 3:
+            assert time.monotonic() < deadline, f"only {engine.counters.joined} of 3 readers joined in 10 s"
+            time.sleep(0.01)
+        release.set()
+        for t in threads:
+            t.join(10)
+            assert not t.is_alive()
+    assert engine.counters.misses == 1 and engine.counters.joined == 3
+    assert len(results) == 4 and all(r is results[0] for r in results)
+
+
+def test_cache_is_bounded_and_drops_the_dead(workloads, clock: Clock) -> None:
+    ws = [workloads() for _ in range(4)]
+    engine = Engine(max_age=60, clock=clock, capacity=3)
+    for w in ws:
+        engine.totmaps(w.pid)
+    assert len(engine) == 3
+    engine.forget_dead([ws[-1].pid])
+    assert len(engine) == 1
+    clock.now += 61
+    engine.totmaps(os.getpid())
+    assert len(engine) == 1  # the expired entry went when a new one came
+
+
+def test_keyed_by_pid_and_start_time(workloads, clock: Clock) -> None:
+    """A reused pid is another key: the process's start time is in it (the cache tests show a new key misses)."""
+    w = workloads()
+    engine = Engine(max_age=3600, clock=clock)
+    engine.totmaps(w.pid)
+    assert engine.cache.keys() == [(w.pid, starttime(w.pid))]
+
+
+def test_no_answer_kept_from_within_the_start_tick(workloads, clock: Clock) -> None:
+    """A pid reused within one clock tick has the same (pid, start time): such answers are not cached."""
+    w = workloads()
+    start = starttime(w.pid)
+    now = [start]  # the start tick has not ended yet
+    engine = Engine(max_age=3600, clock=clock, tick=lambda: now[0])
+    with w.stopped():
+        engine.totmaps(w.pid)
+        engine.totmaps(w.pid)
+        assert (engine.counters.misses, engine.counters.hits, len(engine)) == (2, 0, 0)
+        now[0] = start + 1  # from the next tick on, any successor has another start time
+        engine.totmaps(w.pid)
+        engine.totmaps(w.pid)
+    assert (engine.counters.misses, engine.counters.hits, len(engine)) == (3, 1, 1)
+
+
+# -- the Python API ----------------------------------------------------------
+
+
+def test_api_without_fuse(workloads) -> None:
+    w = workloads("--mappings", "100")
+    with w.stopped():
+        assert dict(totmapsfs.totmaps(w.pid)) == read_rollup(w.pid)
+        smaps = totmapsfs.totmaps(w.pid, source="smaps")
+        assert smaps["Rss"] == read_rollup(w.pid)["Rss"]
+    with pytest.raises(NoSuchProcess):
+        totmapsfs.totmaps(4194303)
+
+
+# -- a kernel without smaps_rollup: a fake procfs root ------------------------
+
+
+@pytest.fixture
+def old_kernel_proc(tmp_path: Path, workloads) -> tuple[Path, int, dict[str, int]]:
+    """A procfs tree like a 4.9 kernel's: a real process's files, but no smaps_rollup."""
+    w = workloads("--mappings", "50")
+    fake = FakeProc(tmp_path / "proc", self_link=str(w.pid))
+    with w.stopped():
+        d = fake.copy(w.pid, ("stat", "status", "smaps"))
+        expected = fields((d / "smaps").read_bytes())
+    return fake.root, w.pid, expected
+
+
+def test_auto_falls_back_to_smaps_without_rollup(old_kernel_proc) -> None:
+    root, pid, expected = old_kernel_proc
+    engine = Engine(ProcReader(str(root)), "auto")
+    assert engine.source.value == "smaps"
+    assert engine.totmaps(pid).fields == expected
+    assert "Pss_Anon" not in expected  # a rollup-only field: smaps does not carry it
+
+
+def test_rollup_source_refused_without_rollup(old_kernel_proc) -> None:
+    root, _, _ = old_kernel_proc
+    with pytest.raises(SourceUnavailable, match="smaps_rollup"):
+        Engine(ProcReader(str(root)), "rollup")

@@ -1,3 +1,0 @@
-"""Type stub of the C parser (_speedups.c); its behaviour is _native.parse_smaps's."""
-
-def parse_smaps(data: bytes | bytearray | memoryview, /) -> dict[str, int]: ...

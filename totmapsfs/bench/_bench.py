@@ -1,0 +1,250 @@
+"""The benchmark run: its workloads and mounts, each section measured per run, the tables and the targets."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..harness import Workload
+from . import _measure as m
+from . import _views
+from ._env import BenchError, Env
+
+# (label, mappings, pages per mapping, forked copies). The 2000-mapping process
+# has 7 copies: eight pids of the same size for the concurrent readers.
+SIZES = [("200", 200, 4, 0), ("2000", 2000, 4, 7), ("8000", 8000, 4, 0), ("2000x64", 2000, 64, 0)]
+SCALING = ["200", "2000", "8000"]  # the mapping-count axis (4 pages each)
+IDLE = 300  # small idle processes, read in the footprint run
+READERS = [1, 2, 4, 8]
+MOUNTS = {  # label -> daemon arguments; "warm" holds answers long enough to stay warm
+    "rollup-cold": ("--source", "rollup", "--max-age", "0"),
+    "rollup-warm": ("--source", "rollup", "--max-age", "3600"),
+    "smaps-cold": ("--source", "smaps", "--max-age", "0"),
+    "smaps-warm": ("--source", "smaps", "--max-age", "3600"),
+    "default": (),  # the footprint run: as users run it
+}
+CAT = [
+    "mount rollup cold",
+    "mount rollup warm",
+    "mount smaps cold",
+    "mount smaps warm",
+    "cat smaps_rollup",
+    "cat smaps",
+    "awk over smaps",
+]
+INPROC = [
+    "mount rollup cold",
+    "mount rollup warm",
+    "mount smaps cold",
+    "mount smaps warm",
+    "direct smaps_rollup",
+    "direct smaps",
+    "psutil memory_full_info",
+]
+CONC = ["mount rollup cold", "mount rollup warm", "mount smaps cold", "direct smaps_rollup"]
+
+
+@dataclass(frozen=True)
+class Config:
+    repeat: int
+    cat_rounds: dict[str, int]
+    inproc_rounds: dict[str, int]
+    parse_time: float  # seconds per parser per process per run
+    conc_time: float  # seconds per (mode, readers) per run
+    warmup_reads: int
+    footprint_reads: int
+    view_rounds: int
+
+
+FULL = Config(
+    5,
+    {"200": 60, "2000": 40, "8000": 12, "2000x64": 20},
+    {"200": 300, "2000": 150, "8000": 40, "2000x64": 60},
+    0.25,
+    0.5,
+    5_000,
+    100_000,
+    9,
+)
+QUICK = Config(
+    3,
+    {"200": 12, "2000": 10, "8000": 3, "2000x64": 5},
+    {"200": 60, "2000": 40, "8000": 10, "2000x64": 15},
+    0.05,
+    0.15,
+    1_000,
+    10_000,
+    5,
+)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One benchmark run over an Env: per-run figures collected, then reported."""
+
+    def __init__(self, env: Env, cfg: Config) -> None:
+        self.env, self.cfg = env, cfg
+        self.w: dict[str, Workload] = {}
+        self.cat: dict[str, dict[str, list[float]]] = {}  # size -> variant -> per-run medians (s)
+        self.inproc: dict[str, dict[str, list[float]]] = {}
+        self.parse: dict[str, dict[str, list[float]]] = {}  # size -> figure -> per run
+        self.tput: dict[str, dict[int, list[float]]] = {}  # mode -> readers -> reads/s per run
+        self.busy: dict[str, dict[int, list[float]]] = {}  # mode -> readers -> CPUs busy per run
+        self.fp: list[tuple[str, int, int]] = []
+        self.fp_failures = 0
+        self.fp_pids = 0
+        self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
+        self.view_processes = 0
+        self.reader = m.Reader()
+        self.cat_bin, self.awk_bin = m.which("cat"), m.which("awk")
+
+    # -- setup ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        for label, maps, pages, copies in SIZES:
+            log(f"workload: {maps} mappings of {pages} pages" + (f", with {copies} forked copies" if copies else ""))
+            self.w[label] = self.env.workload("--mappings", str(maps), "--pages", str(pages), "--children", str(copies))
+        log(f"workload: {IDLE} small idle processes")
+        self.w["idle"] = self.env.workload("--children", str(IDLE))
+        log(f"mounting {len(MOUNTS)} daemons in {self.env.workdir}")
+        self.env.mount(MOUNTS)
+        for size, *_ in SIZES:  # every mount answers, with the kernel's Rss (the workloads are idle)
+            pid = self.w[size].pid
+            rss = _rss(self.reader.read_bytes(f"/proc/{pid}/smaps_rollup"))
+            for mnt in self.env.mounts.values():
+                text = self.reader.read_bytes(mnt.file(pid))
+                if not text.startswith(b"Rss:") or _rss(text) != rss:
+                    raise BenchError(f"{mnt.file(pid)} does not match smaps_rollup (Rss {rss} kB): {text[:80]!r}")
+
+    def path(self, mount: str, pid: int) -> str:
+        return str(self.env.mounts[mount].file(pid))
+
+    # -- a. whole process ----------------------------------------------------------
+
+    def run_cat(self, size: str) -> None:
+        pid, cat, awk = self.w[size].pid, self.cat_bin, self.awk_bin
+        argv = {
+            "mount rollup cold": [cat, self.path("rollup-cold", pid)],
+            "mount rollup warm": [cat, self.path("rollup-warm", pid)],
+            "mount smaps cold": [cat, self.path("smaps-cold", pid)],
+            "mount smaps warm": [cat, self.path("smaps-warm", pid)],
+            "cat smaps_rollup": [cat, f"/proc/{pid}/smaps_rollup"],
+            "cat smaps": [cat, f"/proc/{pid}/smaps"],
+            "awk over smaps": [awk, m.AWK_SUM, f"/proc/{pid}/smaps"],
+        }
+        variants: dict[str, Callable[[], object]] = {k: functools.partial(m.run_command, a) for k, a in argv.items()}
+        self._record(self.cat, size, m.interleaved(variants, self.cfg.cat_rounds[size]))
+
+    # -- b. in process ------------------------------------------------------------
+
+    def run_inproc(self, size: str) -> None:
+        import psutil
+
+        pid, read = self.w[size].pid, self.reader.read
+        ps = psutil.Process(pid)
+        files = {
+            "mount rollup cold": self.path("rollup-cold", pid),
+            "mount rollup warm": self.path("rollup-warm", pid),
+            "mount smaps cold": self.path("smaps-cold", pid),
+            "mount smaps warm": self.path("smaps-warm", pid),
+            "direct smaps_rollup": f"/proc/{pid}/smaps_rollup",
+            "direct smaps": f"/proc/{pid}/smaps",
+        }
+        variants: dict[str, Callable[[], object]] = {k: functools.partial(read, p) for k, p in files.items()}
+        variants["psutil memory_full_info"] = ps.memory_full_info
+        self._record(self.inproc, size, m.interleaved(variants, self.cfg.inproc_rounds[size]))
+
+    def _record(self, into: dict[str, dict[str, list[float]]], size: str, samples: m.Samples) -> None:
+        for name, med in m.medians(samples).items():
+            into.setdefault(size, {}).setdefault(name, []).append(med)
+
+    # -- c. parsers ------------------------------------------------------------------
+
+    def run_parse(self, size: str) -> None:
+        from ..parser import _reference
+
+        try:
+            from ..parser._speedups import parse_smaps as c_parse
+        except ImportError:
+            raise BenchError("the C parser (totmapsfs.parser._speedups) is not built: run `make venv`") from None
+        smaps = f"/proc/{self.w[size].pid}/smaps"
+        data = self.reader.read_bytes(smaps)
+        if c_parse(data) != _reference.parse_smaps(data):
+            raise BenchError("the C parser and the Python reference disagree")
+        t = self.cfg.parse_time
+        fig = {
+            "kernel": m.time_per_call(lambda: self.reader.read(smaps), t),
+            "c": m.time_per_call(lambda: c_parse(data), t),
+            "python": m.time_per_call(lambda: _reference.parse_smaps(data), t),
+            "regex": m.time_per_call(lambda: m.regex_parse(data), t),
+        }
+        fig["bytes"] = float(len(data))
+        for name, value in fig.items():
+            self.parse.setdefault(size, {}).setdefault(name, []).append(value)
+
+    # -- d. concurrent readers ----------------------------------------------------
+
+    def run_conc(self) -> None:
+        pids = self.w["2000"].pids
+        paths: dict[str, Callable[[int], str]] = {
+            "mount rollup cold": functools.partial(self.path, "rollup-cold"),
+            "mount rollup warm": functools.partial(self.path, "rollup-warm"),
+            "mount smaps cold": functools.partial(self.path, "smaps-cold"),
+            "direct smaps_rollup": "/proc/{}/smaps_rollup".format,
+        }
+        for n in READERS:
+            for mode, path in paths.items():
+                rate, busy = m.throughput([path(p) for p in pids[:n]], self.cfg.conc_time)
+                self.tput.setdefault(mode, {}).setdefault(n, []).append(rate)
+                self.busy.setdefault(mode, {}).setdefault(n, []).append(busy)
+
+    # -- f. whole-system views ------------------------------------------------------
+
+    def run_views(self) -> None:
+        mounts = self.env.mounts
+        per_run = _views.measure(
+            mounts["rollup-cold"].path, mounts["rollup-warm"].path, self.reader, self.cfg.view_rounds
+        )
+        for name, med in per_run.items():
+            self.views.setdefault(name, []).append(med)
+        self.view_processes = sum(1 for n in os.listdir("/proc") if n.isdigit())
+
+    # -- e. footprint ------------------------------------------------------------------
+
+    def run_footprint(self) -> None:
+        mnt = self.env.mounts["default"]
+        pids = [p for w in self.w.values() for p in w.pids]
+        daemon = mnt.proc.pid
+        self.fp_pids = len(pids)
+        self.fp.append(("mounted", *m.footprint(daemon)))
+        log(f"e. footprint: {self.cfg.warmup_reads:,} warm-up reads over {len(pids)} pids")
+        self.fp_failures += m.hammer(str(mnt.path), pids, self.cfg.warmup_reads)
+        self.fp.append((f"after {self.cfg.warmup_reads:,} warm-up reads", *m.footprint(daemon)))
+        log(f"e. footprint: {self.cfg.footprint_reads:,} reads")
+        self.fp_failures += m.hammer(str(mnt.path), pids, self.cfg.footprint_reads)
+        self.fp.append((f"after {self.cfg.footprint_reads:,} more reads", *m.footprint(daemon)))
+
+    def run(self) -> None:
+        self.setup()
+        for r in range(self.cfg.repeat):
+            log(f"run {r + 1}/{self.cfg.repeat}: a. cat, b. in-process, c. parsers, d. concurrent readers, f. views")
+            for size, *_ in SIZES:
+                self.run_cat(size)
+                self.run_inproc(size)
+                self.run_parse(size)
+            self.run_conc()
+            self.run_views()
+        self.run_footprint()
+
+    # -- report ----------------------------------------------------------------------
+
+
+def _rss(text: bytes) -> int:
+    return int(text.split(b"Rss:", 1)[1].split()[0])

@@ -1,0 +1,88 @@
+"""The benchmark's environment: workload processes and totmapsfs mounts it starts, and always stops."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from ..harness import HarnessError, Mount, Workload
+from ..service import mount_at
+
+
+class BenchError(Exception):
+    """Something the benchmark needs did not work; printed as one line."""
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+class Env:
+    """Owns every process and mount of a run; ``close()`` (or the with-block) stops them all."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="totmapsfs-bench-"))
+        self.workdir.chmod(0o755)
+        self.workloads: list[Workload] = []
+        self.mounts: dict[str, Mount] = {}
+
+    def __enter__(self) -> Env:
+        # SIGTERM and SIGHUP unwind like Ctrl-C does, through close(); SIGINT
+        # too when started in the background, where it comes ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _interrupt)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def workload(self, *args: str) -> Workload:
+        """A harness workload (see harness/workload.py for ``args``), stopped by close()."""
+        try:
+            w = Workload(*args)
+        except (HarnessError, TimeoutError) as exc:
+            raise BenchError(str(exc)) from None
+        self.workloads.append(w)
+        return w
+
+    def mount(self, specs: dict[str, tuple[str, ...]]) -> dict[str, Mount]:
+        """Start one daemon per spec at once, then wait for each to be ready."""
+        started = {
+            label: Mount(self.workdir / label, *args, wait=False, log_dir=self.workdir) for label, args in specs.items()
+        }
+        self.mounts.update(started)
+        try:
+            for m in started.values():
+                m.wait_ready()
+        except HarnessError as exc:
+            raise BenchError(str(exc)) from None
+        return started
+
+    def close(self) -> None:
+        # Ctrl-C again while cleaning up must not leave mounts behind.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for m in self.mounts.values():
+                with contextlib.suppress(Exception):
+                    m.stop()
+            for w in self.workloads:
+                with contextlib.suppress(Exception):
+                    w.close()
+            if not any(mount_at(str(m.path)) is not None for m in self.mounts.values()):
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, old)
+        self.mounts.clear()
+        self.workloads.clear()
+
+
+@contextlib.contextmanager
+def environment() -> Iterator[Env]:
+    env = Env()
+    with env:
+        yield env

@@ -1,0 +1,5 @@
+"""The pyfuse3 adapter: FUSE requests handed to the tree, domain errors turned into errnos in one decorator."""
+
+from ._ops import ATTR_TIMEOUT, Operations, fuse_errors
+
+__all__ = ["ATTR_TIMEOUT", "Operations", "fuse_errors"]

@@ -1,0 +1,180 @@
+"""The pyfuse3 adapter: each handler hands the tree one question in a worker thread.
+
+Blocking /proc reads never run on the trio loop (a process whose smaps is slow
+to generate, e.g. with its mmap lock held, must not stall other requests), and
+two thread pools keep a pile-up of slow reads from starving ``ls``: metadata
+questions and totmaps computations take separate limiters.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import pyfuse3
+import trio
+
+from ..errors import NAME_MAX, ReadOnly, TotmapsError
+from ..tree import Attr, Request, Tree
+
+log = logging.getLogger("totmapsfs")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Entries and attributes are safe to cache briefly: inodes are a function of
+# the pid, and every open re-pins the process (see tree._inodes). The kernel revalidates
+# after this long, so a pid that exited stops resolving within a second.
+ATTR_TIMEOUT = 1.0
+
+
+def fuse_errors(
+    fn: Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, R]]:
+    """The one place domain errors become errnos; anything unexpected becomes EIO.
+
+    An exception escaping a pyfuse3 handler ends pyfuse3.main() and with it the
+    mount, so nothing but FUSEError may leave: a bug costs one request, not
+    every monitoring agent on the host.
+    """
+
+    async def wrapper(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(self, *args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except TotmapsError as exc:
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception:
+            log.exception("internal error in %s%r", fn.__name__, args)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    functools.update_wrapper(wrapper, fn)
+    return wrapper
+
+
+async def _refuse(*_: Any, **__: Any) -> Any:
+    raise ReadOnly()
+
+
+def _entry(attr: Attr) -> pyfuse3.EntryAttributes:
+    entry = pyfuse3.EntryAttributes()
+    entry.st_ino = attr.ino
+    entry.st_mode = attr.mode
+    entry.st_nlink = attr.nlink
+    entry.st_uid = attr.uid
+    entry.st_gid = attr.gid
+    entry.st_size = attr.size
+    entry.st_blksize = 4096
+    entry.st_blocks = 0
+    entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attr.mtime_ns
+    entry.entry_timeout = entry.attr_timeout = ATTR_TIMEOUT
+    return entry
+
+
+def _request(ctx: pyfuse3.RequestContext) -> Request:
+    return Request(tid=ctx.pid, uid=ctx.uid, gid=ctx.gid)  # the kernel's "pid" here is the thread id
+
+
+class Operations(pyfuse3.Operations):
+    """Read-only FUSE operations over an injected Tree."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, tree: Tree, threads: int) -> None:
+        super().__init__()
+        self.tree = tree
+        self._meta = trio.CapacityLimiter(threads)
+        self._reads = trio.CapacityLimiter(threads)
+        self._files: dict[int, bytes] = {}
+        self._dirs: dict[int, list[tuple[bytes, Attr]]] = {}
+        self._handles = itertools.count(1)
+
+    async def _run(self, limiter: trio.CapacityLimiter, fn: Callable[..., R], *args: Any) -> R:
+        # Abandoned on cancel: at shutdown a read stuck in the kernel must not
+        # hold the unmount hostage.
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return _entry(await self._run(self._meta, self.tree.lookup, parent_inode, name))
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return _entry(await self._run(self._meta, self.tree.getattr, inode))
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        return await self._run(self._meta, self.tree.readlink, inode, _request(ctx))
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        fh = next(self._handles)
+        self._dirs[fh] = await self._run(self._meta, self.tree.listdir, inode)
+        return fh
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self._dirs.get(fh, [])
+        for i in range(start_id, len(entries)):
+            name, attr = entries[i]
+            if not pyfuse3.readdir_reply(token, name, _entry(attr), i + 1):
+                break
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            raise ReadOnly()
+        data = await self._run(self._reads, self.tree.read_file, inode, _request(ctx))
+        fh = next(self._handles)
+        self._files[fh] = data
+        # direct_io: the size we report is 0 (like /proc), so the page cache
+        # must not be trusted for reads; every read comes to us and is served
+        # from this handle's snapshot.
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return self._files[fh][off : off + size]
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        self._files.pop(fh, None)
+
+    @fuse_errors
+    async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
+        # As /proc: everything looks readable (0444/0555); whether a process's
+        # numbers may be read is decided at open, by the ptrace rule.
+        return not mode & os.W_OK
+
+    @fuse_errors
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = st.f_frsize = 4096
+        st.f_namemax = NAME_MAX
+        return st
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        return []
+
+    # Every mutating operation is refused. The mount is also "ro", so the VFS
+    # answers most of these with EROFS before they reach us; these are the
+    # belt to that pair of braces.
+    setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = fuse_errors(_refuse)  # type: ignore
+    write = create = setxattr = removexattr = fsync = fsyncdir = fuse_errors(_refuse)  # type: ignore

@@ -1,0 +1,3 @@
+"""Type stub of the C parser (_speedups.c); its behaviour is _reference.parse_smaps's."""
+
+def parse_smaps(data: bytes | bytearray | memoryview, /) -> dict[str, int]: ...

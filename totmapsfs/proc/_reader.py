@@ -1,0 +1,235 @@
+"""The proc reader: every read of /proc, with the kernel's errnos turned into domain errors in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import ParamSpec, TypeVar
+
+from ..errors import AccessDenied, NoSuchProcess, SourceError, TotmapsError
+from ._text import Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
+
+
+def _pid_of(args: tuple[object, ...]) -> int:
+    """The pid a wrapped call is about: a Process's own, or ProcReader.open's argument."""
+    pid = getattr(args[0], "pid", None) if args else None
+    if pid is None and len(args) > 1 and isinstance(args[1], int):
+        pid = args[1]
+    return pid if isinstance(pid, int) else -1
+
+
+def translate(exc: OSError, what: str, gone: TotmapsError) -> TotmapsError:
+    """The domain error for an OSError from /proc or /sys: the one place errnos are interpreted.
+
+    ENOENT and ESRCH mean the thing is gone (``gone``: a /proc/<pid> directory
+    whose task died answers ESRCH through an open dirfd); ENOTDIR, a name that
+    is no directory (a procfs root given with --proc may hold anything);
+    EACCES/EPERM mean the kernel refused; anything else (EIO, ENOMEM, EINTR...)
+    is passed on as it is.
+    """
+    if exc.errno in (errno.ENOENT, errno.ESRCH, errno.ENOTDIR):
+        return gone
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AccessDenied(f"{what}: {exc.strerror}")
+    return SourceError(exc.errno or errno.EIO, what)
+
+
+def wrap_exceptions(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Every OSError of a per-process read becomes ``translate``'s domain error (psutil's _pslinux does the same)."""
+
+    def deco(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except OSError as exc:
+                pid = _pid_of(args)
+                raise translate(exc, f"{what} of {pid}", NoSuchProcess(pid)) from None
+
+        return wrapper
+
+    return deco
+
+
+def _read_fd(fd: int, chunk: int) -> bytes:
+    """Read an open /proc file to its end (seq_file answers at most a buffer per read)."""
+    parts = []
+    while True:
+        data = os.read(fd, chunk)
+        if not data:
+            break
+        parts.append(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class BufferPool:
+    """Reusable read buffers for smaps text.
+
+    A fresh multi-megabyte allocation per read costs a page fault for every
+    4 KiB, each time (about 700 for a 2000-mapping process, more than the parse
+    itself); a buffer kept from an earlier read is already mapped. At most
+    ``keep`` buffers of at most ``max_bytes`` each are kept.
+    """
+
+    def __init__(self, initial: int = 64 * 1024, keep: int = 4, max_bytes: int = 32 << 20) -> None:
+        self.initial = initial
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.initial)
+
+    def give(self, buf: bytearray) -> None:
+        if len(buf) <= self.max_bytes:
+            with self._lock:
+                if len(self._free) < self.keep:
+                    self._free.append(buf)
+
+
+def _read_fd_into(fd: int, buf: bytearray) -> int:
+    """Read an open /proc file to its end into ``buf``, growing it as needed; the length read."""
+    n = 0
+    while True:
+        if n == len(buf):
+            buf.extend(bytes(len(buf)))  # double; seq_file goes on from where it stopped
+        with memoryview(buf) as whole, whole[n:] as rest:
+            got = os.readv(fd, [rest])
+        if not got:
+            return n
+        n += got
+
+
+class Process:
+    """One process, pinned by an open /proc/<pid> directory.
+
+    Every file is opened relative to that directory, so all reads refer to the
+    same task even if the pid is reused meanwhile: a dead task's directory
+    answers ESRCH/ENOENT, never another process's data.
+    """
+
+    def __init__(self, pid: int, dirfd: int, buffers: BufferPool | None = None) -> None:
+        self.pid = pid
+        self._dirfd = dirfd
+        self._buffers = buffers or BufferPool(keep=0)
+
+    def close(self) -> None:
+        if self._dirfd >= 0:
+            os.close(self._dirfd)
+            self._dirfd = -1
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _read(self, name: str, chunk: int) -> bytes:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+        try:
+            return _read_fd(fd, chunk)
+        finally:
+            os.close(fd)
+
+    @wrap_exceptions("stat")
+    def stat(self) -> Stat:
+        return parse_stat(self._read("stat", _SMALL_READ))
+
+    @wrap_exceptions("status")
+    def status(self) -> Status:
+        return parse_status(self._read("status", _SMALL_READ))
+
+    @wrap_exceptions("owner")
+    def dir_stat(self) -> os.stat_result:
+        """/proc/<pid> itself: always owned by the process's euid/egid."""
+        return os.fstat(self._dirfd)
+
+    @wrap_exceptions("owner")
+    def smaps_stat(self) -> os.stat_result:
+        """/proc/<pid>/smaps: owned by the euid/egid, or by root when the process is not dumpable.
+
+        task_dump_owner() in fs/proc/base.c exempts world-readable directories
+        from the dumpable rule, so only a file inside tells the two apart.
+        """
+        return os.stat("smaps", dir_fd=self._dirfd, follow_symlinks=False)
+
+    @wrap_exceptions("cgroup")
+    def cgroup(self) -> bytes:
+        """/proc/<pid>/cgroup as printed: one "hierarchy-id:controllers:path" line per hierarchy."""
+        return self._read("cgroup", _SMALL_READ)
+
+    @wrap_exceptions("memory")
+    def _memory_into(self, rollup: bool, buf: bytearray) -> int:
+        try:
+            fd = os.open("smaps_rollup" if rollup else "smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+            try:
+                return _read_fd_into(fd, buf)
+            finally:
+                os.close(fd)
+        except ProcessLookupError:
+            return 0
+
+    @contextlib.contextmanager
+    def memory_view(self, rollup: bool) -> Iterator[memoryview]:
+        """The raw smaps_rollup or smaps text, as a view of a pooled buffer valid in the with-block only.
+
+        Empty for a process without an address space: smaps of a kernel thread
+        or zombie reads empty, while smaps_rollup fails with ESRCH
+        (fs/proc/task_mmu.c: show_smaps_rollup finds no mm). Whether the process
+        itself is gone is for the caller to decide by re-reading stat.
+        """
+        buf = self._buffers.take()
+        size = self._memory_into(rollup, buf)  # before any view: the buffer may have to grow
+        view = memoryview(buf)[:size]
+        try:
+            yield view
+        finally:
+            view.release()  # BufferError if the caller kept an export: then the buffer is not reused
+            self._buffers.give(buf)
+
+
+class ProcReader:
+    """Reads a procfs tree; ``root`` is injectable so tests can stand in a fake /proc."""
+
+    def __init__(self, root: str = "/proc") -> None:
+        self.root = root
+        self.buffers = BufferPool()
+
+    @wrap_exceptions("open")
+    def open(self, pid: int) -> Process:
+        """Pin process ``pid`` (a thread id works too, as in /proc)."""
+        fd = os.open(f"{self.root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return Process(pid, fd, self.buffers)
+
+    def pids(self) -> list[int]:
+        """Thread-group ids, as /proc lists them (threads are hidden there too)."""
+        return sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
+
+    def mounts(self) -> list[Mount]:
+        """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
+        with open(f"{self.root}/self/mountinfo", "rb") as f:
+            return parse_mountinfo(f.read())
+
+    def has_rollup(self) -> bool:
+        """True when the kernel offers smaps_rollup (Linux >= 4.14)."""
+        return os.path.exists(f"{self.root}/self/smaps_rollup")
+
+    def user_ns(self, pid: int) -> int | None:
+        """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
+        try:
+            return os.stat(f"{self.root}/{pid}/ns/user").st_ino
+        except OSError:
+            return None

@@ -1,0 +1,173 @@
+"""Command line: ``totmapsfs [options] MOUNTPOINT`` mounts and serves in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import types
+
+# Only what --help and usage errors need (no pyfuse3 import: see _run).
+from ..engine import DEFAULT_MAX_AGE, Source
+from ..views import DEFAULT_TOP, parse_fields
+from ._mountpoint import UserError
+
+log = logging.getLogger("totmapsfs")
+
+# Worker threads per pool (fuse.Operations): this many reads stuck in the
+# kernel at once before further reads wait.
+DEFAULT_THREADS = 16
+
+
+def _max_age(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _threads(text: str) -> int:
+    value = _whole(text)
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 1024, not {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _whole(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def _depth(text: str) -> int | None:
+    return None if text == "all" else _count(text)
+
+
+def _fields(text: str) -> tuple[str, ...] | None:
+    try:
+        return parse_fields(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="totmapsfs",
+        description="Mount a tree mirroring /proc where MOUNTPOINT/<pid>/totmaps is the process's "
+        "smaps summed over all its mappings (Rss, Pss, Swap, SwapPss, ...), in the kernel's "
+        "smaps line format. Runs in the foreground until SIGINT or SIGTERM, then unmounts.",
+        epilog="Example: totmapsfs /run/totmaps && cat /run/totmaps/self/totmaps",
+    )
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="directory to mount on (created if missing)")
+    p.add_argument(
+        "--source",
+        choices=[s.value for s in Source],
+        default=Source.AUTO.value,
+        help="where the numbers come from: rollup reads /proc/<pid>/smaps_rollup (Linux >= 4.14, "
+        "the kernel's exact sums, cheapest); smaps sums /proc/<pid>/smaps (every kernel; Pss-family "
+        "fields may read up to 1 kB per mapping low); auto (default) uses rollup when the kernel has it",
+    )
+    p.add_argument(
+        "--max-age",
+        type=_max_age,
+        default=DEFAULT_MAX_AGE,
+        metavar="SECONDS",
+        help=f"longest time a cached answer for an unchanged process is served (default {DEFAULT_MAX_AGE}; "
+        "0 disables the cache). A process whose own memory changed is always recomputed",
+    )
+    p.add_argument(
+        "--threads",
+        type=_threads,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help=f"worker threads for /proc reads, per pool (default {DEFAULT_THREADS}): this many slow targets can be "
+        "read at once before further reads wait; listing has its own pool",
+    )
+    p.add_argument(
+        "--metrics-top",
+        type=_count,
+        default=DEFAULT_TOP,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-process series for the N processes with the largest Pss "
+        f"(default {DEFAULT_TOP}; 0: per-cgroup series only)",
+    )
+    p.add_argument(
+        "--metrics-cgroup-depth",
+        type=_depth,
+        default=None,
+        metavar="D",
+        help="per-cgroup series in MOUNTPOINT/metrics down to depth D: 0 is the root cgroup only, "
+        "1 adds system.slice and its siblings, ... (default: all)",
+    )
+    p.add_argument(
+        "--metrics-fields",
+        type=_fields,
+        default=None,
+        metavar="LIST",
+        help="comma-separated fields exported in MOUNTPOINT/metrics, e.g. Rss,Pss,USS,Swap,SwapPss "
+        "(default: all that the kernel reports, and USS)",
+    )
+    p.add_argument("--proc", default="/proc", metavar="DIR", help="procfs root to read (default /proc; for testing)")
+    p.add_argument("--debug", action="store_true", help="log every request and libfuse's debug output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from . import _daemon
+
+    _daemon.setup_logging(args.debug)
+    # Until the serving loop takes over the signals, a SIGTERM stops us as
+    # cleanly as Ctrl-C does (unmounting if we got that far).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return _run(args, _daemon)
+    except UserError as exc:
+        print(f"totmapsfs: error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        # pyfuse3.init raises RuntimeError when the kernel refuses the mount.
+        print(f"totmapsfs: error: mounting {args.mountpoint} failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
+    # Imported late so that --help and usage errors work without pyfuse3.
+    from ..engine import Engine, SourceUnavailable, choose_source
+    from ..fuse import Operations
+    from ..parser import IMPLEMENTATION, MISSING_C
+    from ..proc import Cgroup2, ProcReader
+    from ..tree import Tree
+    from ..views import MetricsOptions, Views
+    from ._mountpoint import check_host, prepare
+
+    check_host()
+    reader = ProcReader(args.proc)
+    try:
+        source = choose_source(args.source, reader)
+    except SourceUnavailable as exc:
+        raise UserError(f"--source {args.source}: {exc}; use --source smaps or auto") from None
+    engine = Engine(reader, source, args.max_age)
+    mountpoint = prepare(args.mountpoint)
+    if MISSING_C is not None:
+        log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)
+    metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
+    views = Views(engine, Cgroup2(reader), metrics)
+    ops = Operations(Tree(engine, views), threads=args.threads)
+    detail = f" (source {engine.source.value}, max-age {args.max_age:g}s, parser {IMPLEMENTATION})"
+    daemon.serve(ops, mountpoint, debug=args.debug, detail=detail)
+    return 0

@@ -1,0 +1,112 @@
+"""The inode scheme: every inode of the mount computed from what it names, and decoded back.
+
+Inodes are computed, not allocated: a pid directory's inode is a function of
+its pid, so nothing has to be remembered or forgotten per lookup. A kernel
+dentry that outlives its process (for up to the entry timeout) therefore
+resolves to whatever process holds the pid when it is *opened*, and opening
+re-pins the process and keys every cached answer by (pid, start time): a
+reused pid never serves its predecessor's numbers.
+
+    1 .. 255            the root, "self" and the whole-system views (fixed)
+    256 + 2*pid (+1)    a pid directory (its totmaps file)
+    2**40 + 2*id (+1)   a cgroup directory (its totmaps file), id from CgroupDirs;
+                        the cgroup2 root is the fixed CGROUP_INODE (CGROUP_TOTMAPS_INODE)
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import NameTooLong, NoSuchEntry
+
+ROOT_INODE = 1  # FUSE_ROOT_ID
+SELF_INODE = 2
+TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE = 3, 4, 5  # whole-system views
+CGROUP_INODE, CGROUP_TOTMAPS_INODE = 6, 7  # /cgroup and /cgroup/totmaps: the cgroup2 root
+_PID_BASE = 256  # inodes below this are the fixed ones above
+# PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
+PID_MAX_LIMIT = 4 * 1024 * 1024
+# Far above the largest pid inode (256 + 2 * PID_MAX_LIMIT < 2**24).
+_CGROUP_BASE = 1 << 40
+
+TOTMAPS = b"totmaps"
+CGROUP = b"cgroup"
+VIEW_FILES = {b"totmaps": TOTMAPS_INODE, b"summary": SUMMARY_INODE, b"metrics": METRICS_INODE}
+
+
+class Kind(Enum):
+    ROOT = "root"
+    SELF = "self"
+    VIEW = "view"  # /totmaps, /summary, /metrics
+    PID = "pid"  # /<pid> and /<pid>/totmaps
+    CGROUP = "cgroup"  # /cgroup/... and their totmaps
+
+
+@dataclass(frozen=True, slots=True)
+class Inode:
+    """What an inode names: its kind, the pid or cgroup id (or view inode) it is for, and whether it is a file."""
+
+    kind: Kind
+    number: int
+    is_file: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    ino: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    size: int = 0
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+
+def pid_dir_inode(pid: int) -> int:
+    return _PID_BASE + 2 * pid
+
+
+def totmaps_inode(pid: int) -> int:
+    return _PID_BASE + 2 * pid + 1
+
+
+def cgroup_inode(ident: int, is_file: bool) -> int:
+    if ident == 0:
+        return CGROUP_TOTMAPS_INODE if is_file else CGROUP_INODE
+    return _CGROUP_BASE + 2 * ident + is_file
+
+
+def decode(ino: int) -> Inode:
+    """What ``ino`` names; NoSuchEntry for an inode we never hand out."""
+    if ino == ROOT_INODE:
+        return Inode(Kind.ROOT, 0, False)
+    if ino == SELF_INODE:
+        return Inode(Kind.SELF, 0, False)
+    if ino in (TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE):
+        return Inode(Kind.VIEW, ino, True)
+    if ino in (CGROUP_INODE, CGROUP_TOTMAPS_INODE):
+        return Inode(Kind.CGROUP, 0, ino == CGROUP_TOTMAPS_INODE)
+    if _PID_BASE <= ino < _PID_BASE + 2 * PID_MAX_LIMIT:
+        pid, is_file = divmod(ino - _PID_BASE, 2)
+        return Inode(Kind.PID, pid, bool(is_file))
+    if ino >= _CGROUP_BASE:
+        ident, is_file = divmod(ino - _CGROUP_BASE, 2)
+        return Inode(Kind.CGROUP, ident, bool(is_file))
+    raise NoSuchEntry(f"inode {ino}")
+
+
+def parse_pid(name: bytes) -> int:
+    """A directory name as /proc reads it: decimal, no sign, no leading zero (name_to_int)."""
+    NameTooLong.check(name)
+    if not name.isdigit() or name.startswith(b"0") or len(name) > 7:
+        raise NoSuchEntry(name.decode("utf-8", "replace"))
+    pid = int(name)
+    if pid >= PID_MAX_LIMIT:
+        raise NoSuchEntry(str(pid))
+    return pid

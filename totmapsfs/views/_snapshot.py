@@ -1,0 +1,65 @@
+"""A snapshot: the rows of one pass over the processes a caller may read, and what every view sums them by."""
+
+from __future__ import annotations
+
+import functools
+import pwd
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+# USS, as smem and psutil define it: the memory that would be freed if the
+# process exited, i.e. the pages only it maps.
+USS_PARTS = ("Private_Clean", "Private_Dirty", "Private_Hugetlb")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One process of a snapshot: who it is and its totmaps fields (kB)."""
+
+    pid: int
+    uid: int  # effective uid: whose process it is, as ps's USER column shows
+    comm: str  # the Name line of /proc/<pid>/status; the kernel escapes "\n" and "\\" in it
+    cgroup: str | None  # its cgroup v2 path in the mirrored hierarchy, when asked for and inside it
+    fields: Mapping[str, int]
+
+    @property
+    def uss(self) -> int:
+        return sum(self.fields.get(name, 0) for name in USS_PARTS)
+
+    @property
+    def pss(self) -> int:
+        return self.fields.get("Pss", 0)
+
+
+class Snapshot(list[Row]):
+    """The rows of one pass, and how many processes it had to leave out (see Views)."""
+
+    left_out: int = 0
+
+    def extend_from(self, other: Snapshot) -> None:
+        self.extend(other)
+        self.left_out += other.left_out
+
+
+def total(rows: Iterable[Row], names: Iterable[str] = ()) -> dict[str, int]:
+    """Field-wise sum, fields in the order the kernel prints them; ``names`` are there even at 0."""
+    out: dict[str, int] = dict.fromkeys(names, 0)
+    for row in rows:
+        for name, value in row.fields.items():
+            out[name] = out.get(name, 0) + value
+    return out
+
+
+def by_pss(rows: Iterable[Row]) -> list[Row]:
+    """Largest Pss first; pid breaks ties so that equal readings print in a stable order."""
+    return sorted(rows, key=lambda r: (-r.pss, r.pid))
+
+
+@functools.lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    """The account name of ``uid``, or the number when it has none (as ps prints it)."""
+    # Cached: NSS may be slow (LDAP, sssd) and a view may ask for every process.
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
