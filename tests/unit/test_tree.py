@@ -7,31 +7,16 @@ import os
 
 import pytest
 
+import totmapsfs.tree as t
 from totmapsfs.engine import Engine
 from totmapsfs.errors import NameTooLong, NoSuchEntry, NotADirectory
 from totmapsfs.proc import Cgroup2
-from totmapsfs.tree import (
-    CGROUP_INODE,
-    METRICS_INODE,
-    PID_MAX_LIMIT,
-    ROOT_INODE,
-    SELF_INODE,
-    SUMMARY_INODE,
-    TOTMAPS_INODE,
-    Kind,
-    Tree,
-    cgroup_inode,
-    decode,
-    parse_pid,
-    pid_dir_inode,
-    totmaps_inode,
-)
 from totmapsfs.views import Views
 
 
-def make_tree(max_age: float = 1.0) -> Tree:
+def make_tree(max_age: float = 1.0) -> t.Tree:
     engine = Engine(max_age=max_age)
-    return Tree(engine, Views(engine, Cgroup2(engine.reader)))
+    return t.Tree(engine, Views(engine, Cgroup2(engine.reader)))
 
 
 @pytest.mark.parametrize(
@@ -54,13 +39,13 @@ def make_tree(max_age: float = 1.0) -> Tree:
 )
 def test_names_that_are_not_pids(name: bytes, err: int) -> None:
     with pytest.raises((NoSuchEntry, NameTooLong)) as info:
-        make_tree().lookup(ROOT_INODE, name)
+        make_tree().lookup(t.ROOT_INODE, name)
     assert info.value.errno == err
 
 
 def test_names_inside_a_pid_directory() -> None:
     tree = make_tree()
-    pid_dir = tree.lookup(ROOT_INODE, str(os.getpid()).encode()).ino
+    pid_dir = tree.lookup(t.ROOT_INODE, str(os.getpid()).encode()).ino
     with pytest.raises(NameTooLong):
         tree.lookup(pid_dir, b"x" * 300)
     with pytest.raises(NoSuchEntry):
@@ -72,34 +57,34 @@ def test_names_inside_a_pid_directory() -> None:
 
 
 def test_parse_pid_mirrors_proc() -> None:
-    assert parse_pid(b"1") == 1 and parse_pid(b"4194303") == 4194303
+    assert t.parse_pid(b"1") == 1 and t.parse_pid(b"4194303") == 4194303
 
 
 def test_inodes_never_collide_and_decode_back() -> None:
-    biggest_pid_inode = totmaps_inode(PID_MAX_LIMIT - 1)
-    assert cgroup_inode(1, False) > biggest_pid_inode
-    assert pid_dir_inode(1) > max(TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE, CGROUP_INODE, SELF_INODE)
+    biggest_pid_inode = t.totmaps_inode(t.PID_MAX_LIMIT - 1)
+    assert t.cgroup_inode(1, False) > biggest_pid_inode
+    assert t.pid_dir_inode(1) > max(t.TOTMAPS_INODE, t.SUMMARY_INODE, t.METRICS_INODE, t.CGROUP_INODE, t.SELF_INODE)
     for ino, kind, number, is_file in [
-        (ROOT_INODE, Kind.ROOT, 0, False),
-        (SELF_INODE, Kind.SELF, 0, False),
-        (SUMMARY_INODE, Kind.VIEW, SUMMARY_INODE, True),
-        (CGROUP_INODE, Kind.CGROUP, 0, False),
-        (pid_dir_inode(4194303), Kind.PID, 4194303, False),
-        (totmaps_inode(1), Kind.PID, 1, True),
-        (cgroup_inode(77, True), Kind.CGROUP, 77, True),
+        (t.ROOT_INODE, t.Kind.ROOT, 0, False),
+        (t.SELF_INODE, t.Kind.SELF, 0, False),
+        (t.SUMMARY_INODE, t.Kind.VIEW, t.SUMMARY_INODE, True),
+        (t.CGROUP_INODE, t.Kind.CGROUP, 0, False),
+        (t.pid_dir_inode(4194303), t.Kind.PID, 4194303, False),
+        (t.totmaps_inode(1), t.Kind.PID, 1, True),
+        (t.cgroup_inode(77, True), t.Kind.CGROUP, 77, True),
     ]:
-        node = decode(ino)
+        node = t.decode(ino)
         assert (node.kind, node.number, node.is_file) == (kind, number, is_file), ino
-    for never in (0, 9, 255, totmaps_inode(PID_MAX_LIMIT)):
+    for never in (0, 9, 255, t.totmaps_inode(t.PID_MAX_LIMIT)):
         with pytest.raises(NoSuchEntry):
-            decode(never)
+            t.decode(never)
 
 
 def test_view_files_are_files() -> None:
     tree = make_tree()
-    assert tree.lookup(ROOT_INODE, b"summary").ino == SUMMARY_INODE
-    assert tree.lookup(ROOT_INODE, b"metrics").ino == METRICS_INODE
+    assert tree.lookup(t.ROOT_INODE, b"summary").ino == t.SUMMARY_INODE
+    assert tree.lookup(t.ROOT_INODE, b"metrics").ino == t.METRICS_INODE
     with pytest.raises(NotADirectory):
-        tree.lookup(SUMMARY_INODE, b"x")
+        tree.lookup(t.SUMMARY_INODE, b"x")
     with pytest.raises(NotADirectory):
-        tree.listdir(METRICS_INODE)
+        tree.listdir(t.METRICS_INODE)
