@@ -47,11 +47,11 @@ deps:
 
 venv: deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml totmapsfs/parser/_speedups.c
+$(VENV)/.installed: pyproject.toml totmapsfs/parser/_speedups.c totmapsfs/proc/_speedups.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -c "import totmapsfs.parser._speedups"
+	$(PY) -c "import totmapsfs.parser._speedups, totmapsfs.proc._speedups"
 	touch $@
 
 clean:
@@ -194,6 +194,7 @@ FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
 SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c
+PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind
 FUZZ_SEEDS := tests/corpus/parser
@@ -208,6 +209,9 @@ define build_copy
 	$(2) -shared -fPIC -g -std=c11 -Wall -Wextra \
 		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')" $(SPEEDUPS_SRC) \
 		-o $(1)/totmapsfs/parser/_speedups$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	$(2) -shared -fPIC -g -std=gnu11 -Wall -Wextra \
+		-I"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("include"))')" $(PROC_SPEEDUPS_SRC) \
+		-o $(1)/totmapsfs/proc/_speedups$$($(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 endef
 
 # $(call check_copy,ENV,DIR): fail unless ENV really loads DIR's extension.
@@ -248,7 +252,7 @@ asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
 	$(ASAN_ENV) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 \
@@ -269,6 +273,6 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
 	$(VALGRIND) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from totmapsfs.engine import Engine
 from totmapsfs.fuse import Operations
 from totmapsfs.proc import Cgroup2
 from totmapsfs.service import _daemon, prepare
 from totmapsfs.tree import Attr, Request, Tree, decode
-from totmapsfs.views import Views
+from totmapsfs.views import Plan, Views
 
 
 class FaultyTree(Tree):
@@ -25,10 +26,10 @@ class FaultyTree(Tree):
             raise RuntimeError("planted bug in lookup")
         return super().lookup(parent, name)
 
-    def read_file(self, ino: int, request: Request) -> bytes:
+    def open_file(self, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
         if decode(ino).number == int(os.environ.get("FAULT_PID", "-1")):
             _ = 1 / 0  # ZeroDivisionError, on purpose
-        return super().read_file(ino, request)
+        return super().open_file(ino, request)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from totmapsfs.parser import SmapsParseError, _reference
+from totmapsfs.parser import SmapsParseError, _format, _reference
 
 U64_MAX = 2**64 - 1
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
@@ -20,6 +20,7 @@ SEED_CORPUS = Path(__file__).resolve().parent.parent / "corpus" / "parser"  # th
 class Impl(NamedTuple):
     name: str  # "c" or "python"
     parse: ParseFn
+    format: Callable[[Any], bytes]  # format_totmaps
 
 
 def _c_parse() -> ParseFn | None:
@@ -33,13 +34,15 @@ def _c_parse() -> ParseFn | None:
 @pytest.fixture(scope="session", params=["c", "python"])
 def impl(request: pytest.FixtureRequest) -> Impl:
     if request.param == "python":
-        return Impl("python", _reference.parse_smaps)
+        return Impl("python", _reference.parse_smaps, _format.format_totmaps)
     parse = _c_parse()
     if parse is None:
         if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
             pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
         pytest.skip("totmapsfs.parser._speedups is not built")
-    return Impl("c", parse)
+    from totmapsfs.parser._speedups import format_totmaps
+
+    return Impl("c", parse, format_totmaps)
 
 
 # --- an independent oracle: the rule written line by line, without regexes ---

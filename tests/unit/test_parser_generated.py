@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from support.parsers import HANDWRITTEN, SEED_CORPUS, U64_MAX, Impl, _names, assert_agree
 from totmapsfs.parser import NOT_SUMMABLE, format_totmaps
+from totmapsfs.parser._format import format_totmaps as _reference_format
 
 # --- generated input: every implementation must agree with the oracle and with each other ---
 
@@ -181,11 +182,35 @@ def test_generated_long_lines(impl: Impl, prefix: bytes, piece: bytes, size: int
 # --- format_totmaps ---
 
 
+@examples(200)
+@given(
+    fields=st.dictionaries(st.text(NAME_ALPHABET, min_size=1, max_size=30), st.integers(0, U64_MAX)),
+    bad=st.one_of(
+        st.none(),
+        st.tuples(
+            st.text(max_size=3),
+            st.one_of(st.integers(-5, -1), st.integers(U64_MAX + 1, U64_MAX * 2), st.floats(), st.text(max_size=2)),
+        ),
+    ),
+)
+def test_format_refuses_alike(impl: Impl, fields: dict[str, int], bad: tuple[str, object] | None) -> None:
+    """Both formatters give the same text, or raise the same class, whatever the mapping holds."""
+    if bad is not None:
+        fields = {**fields, bad[0]: bad[1]}  # type: ignore[dict-item]
+    outcomes = []
+    for fmt in (impl.format, _reference_format):
+        try:
+            outcomes.append(fmt(fields))
+        except (TypeError, ValueError) as exc:
+            outcomes.append(type(exc))
+    assert outcomes[0] == outcomes[1]
+
+
 @examples(100)
 @given(fields=st.dictionaries(st.text(NAME_ALPHABET, min_size=1, max_size=30), st.integers(0, U64_MAX)))
 def test_format_matches_printf_reference(impl: Impl, fields: dict[str, int]) -> None:
     reference = b"".join(b"%-16s%8lu kB\n" % (name.encode() + b":", value) for name, value in fields.items())
-    assert format_totmaps(fields) == reference
+    assert impl.format(fields) == format_totmaps(fields) == reference
     # It parses back, also where a long name leaves no space after the colon
     # ("Private_Hugetlb:12345678 kB", as the kernel prints it too).
     fit = {k: v for k, v in fields.items() if len(k) <= 64 and k not in NOT_SUMMABLE}

@@ -37,16 +37,16 @@ def test_a_pass_split_among_threads(monkeypatch: pytest.MonkeyPatch, workloads) 
     assert {w.pid for w in ws} <= set(one) and set(one) & set(three) >= {w.pid for w in ws}
     for w in ws:
         assert one[w.pid] == three[w.pid]
-    real = views.engine.totmaps_of
+    real = views.engine.resolve
 
     planted: list[Exception] = [SourceError(errno.EIO, "planted")]
 
-    def failing(proc, caller=None, **kw):
-        if proc.pid == ws[1].pid:
+    def failing(probe, **kw):
+        if probe.proc.pid == ws[1].pid:
             raise planted[0]
-        return real(proc, caller, **kw)
+        return real(probe, **kw)
 
-    monkeypatch.setattr(views.engine, "totmaps_of", failing)
+    monkeypatch.setattr(views.engine, "resolve", failing)
     rows = {r.pid for r in views.snapshot(None)}  # the kernel failing one process: left out
     assert ws[0].pid in rows and ws[2].pid in rows and ws[1].pid not in rows
     planted[0] = RuntimeError("planted bug")

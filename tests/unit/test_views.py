@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from support.fakeproc import FakeProc
 from support.kernel import NOBODY
 from support.views import metrics
 from totmapsfs.proc import Cgroup2, ProcReader, ancestors, find_cgroup2, parse_mountinfo, unified_path, within
 from totmapsfs.service import parser
-from totmapsfs.views import MetricsOptions, Row, Snapshot, format_summary, one_word, parse_fields, render, snake
+from totmapsfs.views import (
+    MetricsOptions,
+    Row,
+    Snapshot,
+    format_summary,
+    one_word,
+    parse_fields,
+    render,
+    render_with_client,
+    snake,
+)
 
 
 def test_find_cgroup2() -> None:
@@ -99,6 +113,37 @@ def test_metrics_cardinality_options() -> None:
     assert parse_fields("pss, USS,swap_pss") == ("Pss", "USS", "SwapPss") and parse_fields("all") is None
     with pytest.raises(ValueError):
         parse_fields("Psss")
+
+
+WEIRD = st.text(st.sampled_from('ab"\\\n{}=, \t\u00e9\u2603\U0001f600'), max_size=12)
+
+
+@settings(max_examples=int(200 * float(os.environ.get("TOTMAPSFS_EXAMPLES_SCALE", "1"))), deadline=None)
+@given(
+    comms=st.lists(WEIRD, max_size=8),
+    values=st.lists(st.integers(0, 2**50), min_size=6, max_size=6),
+    top=st.integers(0, 5),
+    depth=st.none() | st.integers(0, 3),
+    left_out=st.integers(0, 3),
+)
+def test_our_exposition_is_prometheus_clients(comms, values, top, depth, left_out) -> None:
+    """The fast renderer writes exactly what prometheus_client's generate_latest writes, for any label text."""
+    names = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Private_Hugetlb", "Swap")
+    rows = [
+        Row(
+            pid,
+            pid % 3 * 500,
+            comm,
+            None if pid % 4 == 0 else f"/a{pid % 2}/{comm or 'x'}.service",
+            dict(zip(names, [v + pid for v in values], strict=True)),
+        )
+        for pid, comm in enumerate(comms, 1)
+    ]
+    snap = snapshot(rows, left_out)
+    for options in (MetricsOptions(top, depth), MetricsOptions(top, depth, ("Pss", "USS"))):
+        ours = render(snap, options, names)
+        assert ours == render_with_client(snap, options, names)
+    metrics(ours.decode())  # and it parses
 
 
 def test_cli_options() -> None:

@@ -4,6 +4,7 @@ from ._cache import DEFAULT_CAPACITY, Cache, Counters, Key
 from ._engine import (
     DEFAULT_MAX_AGE,
     Engine,
+    Probe,
     Signature,
     Source,
     SourceUnavailable,
@@ -20,6 +21,7 @@ __all__ = [
     "Counters",
     "Engine",
     "Key",
+    "Probe",
     "Signature",
     "Source",
     "SourceUnavailable",

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..errors import Busy
@@ -42,7 +42,7 @@ class _Flight(Generic[V]):
 
     signature: Hashable
     started: float  # on the cache's clock
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # set, under the cache's lock, when the computation ended (its waiters are notified)
     value: V | None = None
     keep: bool = False  # the computation said its answer may be kept and shared
 
@@ -65,6 +65,9 @@ class Cache(Generic[V]):
         self.counters = Counters()
         self._clock = clock
         self._lock = threading.Lock()
+        # Readers that joined a flight wait here: one condition for the cache,
+        # not an Event per computation (most have no one joining them).
+        self._landed = threading.Condition(self._lock)
         self._entries: OrderedDict[Key, _Entry[V]] = OrderedDict()
         self._flights: dict[Key, _Flight[V]] = {}
 
@@ -102,6 +105,12 @@ class Cache(Generic[V]):
             return self._fly(key, flight, compute)
         return self._join(key, flight, compute, now, patience)
 
+    def lookup(self, key: Key, signature: Hashable) -> V | None:
+        """The cached answer for ``key`` in state ``signature``, or None; never waits, never computes."""
+        now = self._clock()
+        with self._lock:
+            return self._hit(key, signature, now)
+
     def _hit(self, key: Key, signature: Hashable, now: float) -> V | None:
         # Lock held.
         entry = self._entries.get(key)
@@ -120,15 +129,17 @@ class Cache(Generic[V]):
                     del self._flights[key]
                 if flight.value is not None and flight.keep and self.max_age > 0:
                     self._store(key, _Entry(flight.signature, flight.started, flight.value))
-            flight.done.set()
+                flight.done = True
+                self._landed.notify_all()
         return value
 
     def _join(
         self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], now: float, patience: float | None
     ) -> V:
         timeout = None if patience is None else flight.started + patience - now
-        if not flight.done.wait(timeout):
-            raise Busy(key[0])
+        with self._lock:
+            if not self._landed.wait_for(lambda: flight.done, timeout):
+                raise Busy(key[0])
         if flight.value is not None and flight.keep:
             return flight.value
         # The computation failed, or its answer may belong to a same-tick

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
-from ..proc import Caller, Process, ProcReader, Status, check
+from ..proc import Caller, Process, ProcReader, Stat, Status, check
 from ._cache import DEFAULT_CAPACITY, Cache, Counters, Key
 
 DEFAULT_MAX_AGE = 1.0  # seconds
@@ -64,15 +64,37 @@ def choose_source(requested: Source | str, reader: ProcReader) -> Source:
     return requested
 
 
-@dataclass(slots=True)
 class Totmaps:
-    """One computed answer: the summed fields and their file text."""
+    """One computed answer: the summed fields, and their file text (formatted when first asked for).
 
-    fields: dict[str, int]
-    text: bytes
+    The whole-system views need only the fields: formatting every process's
+    text for them would be wasted.
+    """
+
+    __slots__ = ("_text", "fields")
+
+    def __init__(self, fields: dict[str, int], text: bytes | None = None) -> None:
+        self.fields = fields
+        self._text = text
+
+    @property
+    def text(self) -> bytes:
+        if self._text is None:
+            self._text = format_totmaps(self.fields)  # two threads may both do it: the same bytes
+        return self._text
 
 
 _EMPTY = Totmaps({}, b"")
+
+
+@dataclass(slots=True)
+class Probe:
+    """A pinned process as stat and status show it: what the cache is asked with (see Engine.probe)."""
+
+    proc: Process
+    status: Status
+    key: Key | None  # (pid, start time); None: no address space, the answer is empty
+    signature: Signature | None  # the memory generation (see the module docstring)
 
 
 class Engine:
@@ -115,27 +137,57 @@ class Engine:
 
         For the whole-system views: they pin each process once (to read its
         cgroup first) and need its name and uid, which this status already holds.
-        With ``patience``, a process whose memory another reader has been reading
-        for that long raises Busy instead of being waited for: a view must not
-        hang on the one process whose mmap lock is held (fs/proc/task_mmu.c
-        takes it for every smaps read), only the reader that met it first does.
+        With ``patience``, see ``resolve``.
         """
-        status = proc.status()
+        probe = self.probe(proc, caller)
+        return probe.status, self.resolve(probe, patience=patience)
+
+    def probe(self, proc: Process, caller: Caller | None = None) -> Probe:
+        """Who the process is and what state its memory is in, checked against ``caller``.
+
+        Reads stat and status only, which never wait on the target (see
+        Process.probe): this may run on the event loop, and a hit (``cached``)
+        then needs nothing more. AccessDenied when the caller may not read it.
+        """
+        stat, status = proc.probe()
+        return self.checked(proc, stat, status, caller)
+
+    def checked(self, proc: Process, stat: Stat, status: Status, caller: Caller | None = None) -> Probe:
+        """``probe`` for stat and status read already (a view reads them for many processes at once)."""
         if not status.mm_counters:
             # No address space (kernel thread, zombie): anyone may read it, as in
-            # /proc (may_read), and it is empty. Nothing more is read, so a kernel
-            # thread that execs a usermode helper right now (call_usermodehelper)
-            # cannot show its new memory to a caller never checked against it.
-            return status, _EMPTY
+            # /proc (may_read), and it is empty. Nothing of its memory is read,
+            # so a kernel thread that execs a usermode helper right now
+            # (call_usermodehelper) cannot show its new memory to a caller never
+            # checked against it.
+            return Probe(proc, status, None, None)
         # A caller with CAP_SYS_PTRACE may read anything (may_read): skipping
         # the owner's stat for it saves a syscall per process in the views.
         if caller is not None and not caller.has_ptrace_cap:
             st = proc.smaps_stat()
             check(caller, status, st.st_uid, st.st_gid)
-        stat = proc.stat()
-        key = (proc.pid, stat.starttime)
-        signature: Signature = (stat.minflt, stat.majflt, status.mm_counters)
-        return status, self.cache.get_or_compute(key, signature, lambda: self._compute(proc, key), patience=patience)
+        return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
+
+    def cached(self, probe: Probe) -> Totmaps | None:
+        """The answer if the cache has it for the probed state (or there is nothing to read); never waits."""
+        if probe.key is None:
+            return _EMPTY
+        return self.cache.lookup(probe.key, probe.signature)
+
+    def resolve(self, probe: Probe, *, patience: float | None = None) -> Totmaps:
+        """The answer for a probed process: cached, shared with a reader computing it, or computed now.
+
+        May wait on the target's mmap lock (fs/proc/task_mmu.c takes it for
+        every smaps read): worker threads only. With ``patience``, a process
+        whose memory another reader has been reading for that long raises Busy
+        instead of being waited for: a view must not hang on the one process
+        whose mmap lock is held, only the reader that met it first does.
+        """
+        key = probe.key
+        if key is None:
+            return _EMPTY
+        proc = probe.proc
+        return self.cache.get_or_compute(key, probe.signature, lambda: self._compute(proc, key), patience=patience)
 
     def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
         """The answer, and whether the process was still alive after its start tick ended.
@@ -143,16 +195,21 @@ class Engine:
         If so, a process that gets its pid later starts in a later tick and has
         another key; if not, the answer must not be kept or shared.
         """
-        tick = self._tick()  # read before the liveness check below, which then proves it
-        # The text is parsed where it was read (a pooled buffer): no copy of it.
-        with proc.memory_view(self.source is Source.ROLLUP) as raw:
-            # The dirfd pins the task, so this stat answers for the same process or
-            # fails: an empty read from a process that exited meanwhile becomes
-            # ENOENT, while a zombie (still there, no mm) keeps its empty file.
-            if proc.stat().starttime != key[1]:
-                raise NoSuchProcess(key[0])
-            fields = self._parse(raw)
-        return Totmaps(fields, format_totmaps(fields)), tick > key[1]
+        tick = self._tick()  # read before the evidence of life below, which then proves it
+        if self.source is Source.ROLLUP:
+            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
+            fields, empty = self._parse(text), not text
+        else:
+            # The text is parsed where it was read (a pooled buffer): no copy of it.
+            with proc.memory_view(False) as raw:
+                fields, empty = self._parse(raw), not raw
+        # Text read is the process's own (the dirfd pins the task) and proves it
+        # alive after ``tick``. An empty read may be a zombie's (still there, no
+        # mm: its file is empty) or a process that exited meanwhile: stat,
+        # through the same dirfd, answers for that one task or fails (ENOENT).
+        if empty and proc.stat().starttime != key[1]:
+            raise NoSuchProcess(key[0])
+        return Totmaps(fields), tick > key[1]
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""

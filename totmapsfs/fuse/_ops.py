@@ -1,9 +1,13 @@
-"""The pyfuse3 adapter: each handler hands the tree one question in a worker thread.
+"""The pyfuse3 adapter: requests answered on the trio thread where nothing can wait, in a worker pool where it can.
 
-Blocking /proc reads never run on the trio loop (a process whose smaps is slow
-to generate, e.g. with its mmap lock held, must not stall other requests), and
-two thread pools keep a pile-up of slow reads from starving ``ls``: metadata
-questions and totmaps computations take separate limiters.
+Every lookup, getattr, readlink and the opening of a file whose answer is
+cached are answered right here: the tree reads only stat, status and the
+owners of /proc files for them, which never wait on a target's mmap lock
+(Process.probe), and a thread hop would cost more than all the rest of the
+read (see _pool). What may wait comes back from the tree as a Plan: reading
+smaps (a cold read) and whole-system passes run in the ``reads`` pool, listing
+directories in the ``meta`` pool, so that a pile-up of reads stuck in the
+kernel cannot starve ``ls``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
-import trio
 
 from ..errors import NAME_MAX, ReadOnly, TotmapsError
 from ..tree import Attr, Request, Tree
+from ..views import Plan
+from ._pool import Pool
 
 log = logging.getLogger("totmapsfs")
 
@@ -91,33 +96,39 @@ class Operations(pyfuse3.Operations):
     def __init__(self, tree: Tree, threads: int) -> None:
         super().__init__()
         self.tree = tree
-        self._meta = trio.CapacityLimiter(threads)
-        self._reads = trio.CapacityLimiter(threads)
+        self.reads = Pool(threads, "reads")
+        self.meta = Pool(threads, "meta")
         self._files: dict[int, bytes] = {}
         self._dirs: dict[int, list[tuple[bytes, Attr]]] = {}
         self._handles = itertools.count(1)
 
-    async def _run(self, limiter: trio.CapacityLimiter, fn: Callable[..., R], *args: Any) -> R:
-        # Abandoned on cancel: at shutdown a read stuck in the kernel must not
-        # hold the unmount hostage.
-        return await trio.to_thread.run_sync(fn, *args, limiter=limiter, abandon_on_cancel=True)
+    async def _carry_out(self, plan: Plan[Any, bytes]) -> bytes:
+        """A plan in the reads pool: one job for a single share (finish included), else a job a share, then finish."""
+        if len(plan.shares) == 1:
+            share, finish = plan.shares[0], plan.finish
+            return await self.reads.run(lambda: finish([share()]))
+        parts = await self.reads.run_all(plan.shares)
+        return await self.reads.run(functools.partial(plan.finish, parts))
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _entry(await self._run(self._meta, self.tree.lookup, parent_inode, name))
+        return _entry(self.tree.lookup(parent_inode, name))
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _entry(await self._run(self._meta, self.tree.getattr, inode))
+        return _entry(self.tree.getattr(inode))
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        return await self._run(self._meta, self.tree.readlink, inode, _request(ctx))
+        return self.tree.readlink(inode, _request(ctx))
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        # A listing stats every process (or cgroup): a few ms for a thousand,
+        # which other requests should not wait behind.
+        entries = await self.meta.run(functools.partial(self.tree.listdir, inode))
         fh = next(self._handles)
-        self._dirs[fh] = await self._run(self._meta, self.tree.listdir, inode)
+        self._dirs[fh] = entries
         return fh
 
     @fuse_errors
@@ -136,7 +147,8 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise ReadOnly()
-        data = await self._run(self._reads, self.tree.read_file, inode, _request(ctx))
+        answer = self.tree.open_file(inode, _request(ctx))
+        data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
         fh = next(self._handles)
         self._files[fh] = data
         # direct_io: the size we report is 0 (like /proc), so the page cache

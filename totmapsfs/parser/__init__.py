@@ -10,10 +10,10 @@ daemon reports a missing extension itself, once (``MISSING_C``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from . import _reference
-from ._format import LINE_FORMAT, format_totmaps
+from . import _format, _reference
+from ._format import LINE_FORMAT
 from ._reference import MAX_FIELDS, MAX_NAME_LEN, NOT_SUMMABLE, U64_MAX, SmapsParseError
 
 __all__ = [
@@ -30,18 +30,26 @@ __all__ = [
 ]
 
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
+FormatFn = Callable[[Mapping[str, int]], bytes]
 
 IMPLEMENTATION: str  # "c" or "python"
 MISSING_C: str | None  # why the C parser is not in use, or None when it is
 parse_smaps: ParseFn
+format_totmaps: FormatFn
 
 try:
+    from ._speedups import format_totmaps as _c_format_totmaps
     from ._speedups import parse_smaps as _c_parse_smaps
 except ImportError as exc:
     # CI sets TOTMAPSFS_REQUIRE_C=1 so that a broken extension build fails
     # loudly instead of silently running the much slower fallback.
     if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
         raise ImportError(f"TOTMAPSFS_REQUIRE_C=1 but the C parser did not import: {exc}") from exc
-    parse_smaps, IMPLEMENTATION, MISSING_C = _reference.parse_smaps, "python", str(exc)
+    parse_smaps, format_totmaps, IMPLEMENTATION, MISSING_C = (
+        _reference.parse_smaps,
+        _format.format_totmaps,
+        "python",
+        str(exc),
+    )
 else:
-    parse_smaps, IMPLEMENTATION, MISSING_C = _c_parse_smaps, "c", None
+    parse_smaps, format_totmaps, IMPLEMENTATION, MISSING_C = _c_parse_smaps, _c_format_totmaps, "c", None

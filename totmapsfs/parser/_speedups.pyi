@@ -1,3 +1,6 @@
-"""Type stub of the C parser (_speedups.c); its behaviour is _reference.parse_smaps's."""
+"""Type stub of the C parser (_speedups.c); its behaviour is _reference.parse_smaps's and _format.format_totmaps's."""
+
+from collections.abc import Mapping
 
 def parse_smaps(data: bytes | bytearray | memoryview, /) -> dict[str, int]: ...
+def format_totmaps(fields: Mapping[str, int], /) -> bytes: ...

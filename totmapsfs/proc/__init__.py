@@ -18,11 +18,13 @@ from ._cgroup2 import (
     unified_path,
     within,
 )
-from ._reader import BufferPool, Process, ProcReader, translate, wrap_exceptions
+from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
 
 __all__ = [
     "CAP_SYS_PTRACE",
+    "IMPLEMENTATION",
+    "MISSING_C",
     "ROOT",
     "BufferPool",
     "Caller",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import AccessDenied
 from ._reader import ProcReader
 from ._text import Status
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
     """Who is asking: the FUSE request's thread, with its filesystem uid/gid.
 
     FUSE hands us the caller's fsuid/fsgid (include/uapi/linux/fuse.h,
@@ -31,14 +30,14 @@ def identify(reader: ProcReader, tid: int, uid: int, gid: int, own_user_ns: int 
     a container's user namespace holds the capability there, not over the
     host's processes (ptrace_has_cap checks it against the target's namespace).
     A caller we cannot see (it exited, or lives outside our pid namespace)
-    gets no capability.
+    gets no capability. One read of its status, every request: the kernel
+    decides with the opener's credentials of the moment, and so do we.
     """
     try:
-        with reader.open(tid) as proc:
-            status = proc.status()
+        status, user_ns = reader.thread(tid)
     except Exception:
         return Caller(tgid=-1, uid=uid, gid=gid, has_ptrace_cap=False)
-    cap = status.has_ptrace_cap and reader.user_ns(tid) == own_user_ns
+    cap = status.has_ptrace_cap and user_ns == own_user_ns
     return Caller(tgid=status.tgid, uid=uid, gid=gid, has_ptrace_cap=cap, cap_prm=status.cap_prm)
 
 

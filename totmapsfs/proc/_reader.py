@@ -7,7 +7,7 @@ import errno
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
 from ..errors import AccessDenied, NoSuchProcess, SourceError, TotmapsError
@@ -17,6 +17,106 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
+# O_NONBLOCK: /proc ignores it; a FIFO planted in a --proc root (the fault
+# tests do) then answers at once instead of blocking the reader, which may be
+# the event loop (see tree._tree: stat and status are read there).
+_SMALL_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _py_read_at(dirfd: int, name: str, wait: bool = False) -> bytes:
+    fd = os.open(name, _SMALL_FLAGS & ~os.O_NONBLOCK if wait else _SMALL_FLAGS, dir_fd=dirfd)
+    try:
+        return _read_fd(fd, _SMALL_READ)
+    finally:
+        os.close(fd)
+
+
+def _py_probe(dirfd: int) -> tuple[Stat, Status]:
+    status = _py_read_at(dirfd, "status")  # first, as the C version: whether there is an mm
+    return parse_stat(_py_read_at(dirfd, "stat")), parse_status(status)
+
+
+# probe_many's answer for a pid: (dirfd, stat, status, cgroup text or None), an errno, or what its text raised.
+_Probed = tuple[int, Stat, Status, bytes | None] | int | Exception
+
+
+def _py_probe_many(rootfd: int, pids: Sequence[int], cgroup: bool) -> list[_Probed]:
+    out: list[_Probed] = []
+    for pid in pids:
+        try:
+            fd = os.open(str(pid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
+        except OSError as exc:
+            out.append(exc.errno or errno.EIO)
+            continue
+        try:
+            stat, status = _py_probe(fd)
+            out.append((fd, stat, status, _py_read_at(fd, "cgroup") if cgroup else None))
+        except OSError as exc:
+            os.close(fd)
+            out.append(exc.errno or errno.EIO)
+        except ValueError as exc:
+            os.close(fd)
+            out.append(exc)
+    return out
+
+
+def _ns(rootfd: int, path: str) -> int | None:
+    try:
+        return os.stat(path, dir_fd=rootfd).st_ino
+    except OSError:
+        return None
+
+
+def _py_caller(rootfd: int, tid: int) -> tuple[Status, int | None]:
+    return parse_status(_py_read_at(rootfd, f"{tid}/status")), _ns(rootfd, f"{tid}/ns/user")
+
+
+IMPLEMENTATION: str  # "c" or "python": who reads and parses stat and status
+MISSING_C: str | None  # why the C half is not in use, or None
+read_at: Callable[[int, str, bool], bytes]  # the whole of a small file relative to a directory fd; wait or not
+probe: Callable[[int], tuple[Stat, Status]]  # (stat, status) of the process whose /proc directory it is
+stat_of_text: Callable[[bytes], Stat]
+status_of_text: Callable[[bytes], Status]
+caller_at: Callable[[int, int], tuple[Status, int | None]]  # (status, user namespace inode) of a thread
+probe_many: Callable[[int, Sequence[int], bool], list[_Probed]]
+
+try:
+    from . import _speedups as _c
+except ImportError as exc:
+    if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":  # CI: a broken build must fail, not fall back
+        raise ImportError(f"TOTMAPSFS_REQUIRE_C=1 but the proc reader's C half did not import: {exc}") from exc
+    IMPLEMENTATION, MISSING_C = "python", str(exc)
+    read_at, probe, stat_of_text, status_of_text = _py_read_at, _py_probe, parse_stat, parse_status
+    caller_at, probe_many = _py_caller, _py_probe_many
+else:
+
+    def _c_probe(dirfd: int) -> tuple[Stat, Status]:
+        stat, status = _c.probe(dirfd)
+        return Stat._make(stat), Status._make(status)
+
+    def _c_stat(data: bytes) -> Stat:
+        return Stat._make(_c.parse_stat(data))
+
+    def _c_status(data: bytes) -> Status:
+        return Status._make(_c.parse_status(data))
+
+    def _c_caller(rootfd: int, tid: int) -> tuple[Status, int | None]:
+        status, user_ns = _c.caller(rootfd, tid)
+        return Status._make(status), user_ns
+
+    def _c_probe_many(rootfd: int, pids: Sequence[int], cgroup: bool) -> list[_Probed]:
+        out: list[_Probed] = []
+        for item in _c.probe_many(rootfd, pids, cgroup):
+            if isinstance(item, tuple):
+                fd, stat, status, text = item
+                out.append((fd, Stat._make(stat), Status._make(status), text))
+            else:
+                out.append(item)
+        return out
+
+    IMPLEMENTATION, MISSING_C = "c", None
+    read_at, probe, stat_of_text, status_of_text = _c.read_at, _c_probe, _c_stat, _c_status
+    caller_at, probe_many = _c_caller, _c_probe_many
 
 
 def _pid_of(args: tuple[object, ...]) -> int:
@@ -137,20 +237,23 @@ class Process:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _read(self, name: str, chunk: int) -> bytes:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
-        try:
-            return _read_fd(fd, chunk)
-        finally:
-            os.close(fd)
-
     @wrap_exceptions("stat")
     def stat(self) -> Stat:
-        return parse_stat(self._read("stat", _SMALL_READ))
+        return stat_of_text(read_at(self._dirfd, "stat", False))
 
     @wrap_exceptions("status")
     def status(self) -> Status:
-        return parse_status(self._read("status", _SMALL_READ))
+        return status_of_text(read_at(self._dirfd, "status", False))
+
+    @wrap_exceptions("stat and status")
+    def probe(self) -> tuple[Stat, Status]:
+        """stat and status in one go (one call into C): all a cache hit needs. Neither takes the mmap lock.
+
+        do_task_stat (fs/proc/array.c) and proc_pid_status with task_mem
+        (fs/proc/task_mmu.c) read the mm's counters without mmap_lock, so
+        these may run on the event loop; smaps and smaps_rollup may not.
+        """
+        return probe(self._dirfd)
 
     @wrap_exceptions("owner")
     def dir_stat(self) -> os.stat_result:
@@ -169,7 +272,20 @@ class Process:
     @wrap_exceptions("cgroup")
     def cgroup(self) -> bytes:
         """/proc/<pid>/cgroup as printed: one "hierarchy-id:controllers:path" line per hierarchy."""
-        return self._read("cgroup", _SMALL_READ)
+        return read_at(self._dirfd, "cgroup", False)
+
+    @wrap_exceptions("memory")
+    def rollup(self) -> bytes:
+        """/proc/<pid>/smaps_rollup (~1 KiB); empty for a process without an address space (see memory_view).
+
+        Waits as long as the kernel makes it (the target's mmap lock): worker
+        threads only. No O_NONBLOCK here: a FIFO standing in for a stuck source
+        in the fault tests must block as the real file would.
+        """
+        try:
+            return read_at(self._dirfd, "smaps_rollup", True)
+        except ProcessLookupError:
+            return b""
 
     @wrap_exceptions("memory")
     def _memory_into(self, rollup: bool, buf: bytearray) -> int:
@@ -207,12 +323,53 @@ class ProcReader:
     def __init__(self, root: str = "/proc") -> None:
         self.root = root
         self.buffers = BufferPool()
+        self._root_fd = -1
+
+    def _fd(self) -> int:
+        # Opened once: the caller's status is read relative to it on every request.
+        if self._root_fd < 0:
+            self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._root_fd
+
+    @wrap_exceptions("status")
+    def thread(self, tid: int) -> tuple[Status, int | None]:
+        """A request's calling thread: its status, and the inode of its user namespace (None: unknown).
+
+        Not pinned: read once, for one request (see proc._access.identify).
+        """
+        return caller_at(self._fd(), tid)
 
     @wrap_exceptions("open")
     def open(self, pid: int) -> Process:
         """Pin process ``pid`` (a thread id works too, as in /proc)."""
         fd = os.open(f"{self.root}/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return Process(pid, fd, self.buffers)
+
+    def probe_many(
+        self, pids: Sequence[int], cgroup: bool = False
+    ) -> list[tuple[Process, Stat, Status, bytes | None] | TotmapsError]:
+        """Pin and probe many processes at once (one release of the GIL in C): for a whole-system view.
+
+        Each pid gives its pinned Process, its stat and status (and its cgroup
+        file when asked), or the domain error its reads met. The callers close
+        the Processes. A text the parser refuses raises, as Process.probe does.
+        """
+        items = probe_many(self._fd(), pids, cgroup)
+        refused = next((item for item in items if isinstance(item, Exception)), None)
+        if refused is not None:
+            for item in items:  # close what was pinned before raising
+                if isinstance(item, tuple):
+                    os.close(item[0])
+            raise refused
+        out: list[tuple[Process, Stat, Status, bytes | None] | TotmapsError] = []
+        for pid, item in zip(pids, items, strict=True):
+            if isinstance(item, tuple):
+                fd, stat, status, text = item
+                out.append((Process(pid, fd, self.buffers), stat, status, text))
+            else:
+                assert isinstance(item, int)
+                out.append(translate(OSError(item, os.strerror(item)), f"stat and status of {pid}", NoSuchProcess(pid)))
+        return out
 
     def pids(self) -> list[int]:
         """Thread-group ids, as /proc lists them (threads are hidden there too)."""
@@ -229,7 +386,4 @@ class ProcReader:
 
     def user_ns(self, pid: int) -> int | None:
         """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
-        try:
-            return os.stat(f"{self.root}/{pid}/ns/user").st_ino
-        except OSError:
-            return None
+        return _ns(self._fd(), f"{pid}/ns/user")

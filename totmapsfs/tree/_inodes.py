@@ -16,8 +16,8 @@ reused pid never serves its predecessor's numbers.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from ..errors import NameTooLong, NoSuchEntry
 
@@ -44,8 +44,7 @@ class Kind(Enum):
     CGROUP = "cgroup"  # /cgroup/... and their totmaps
 
 
-@dataclass(frozen=True, slots=True)
-class Inode:
+class Inode(NamedTuple):
     """What an inode names: its kind, the pid or cgroup id (or view inode) it is for, and whether it is a file."""
 
     kind: Kind
@@ -53,8 +52,7 @@ class Inode:
     is_file: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Attr:
+class Attr(NamedTuple):
     ino: int
     mode: int
     nlink: int

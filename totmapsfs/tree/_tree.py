@@ -16,15 +16,17 @@ Inodes are computed from what they name (``_inodes``).
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
-from ..engine import Engine
+from ..engine import Engine, Probe
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import Caller, identify
-from ..views import Views
+from ..views import Plan, Views
 from ._cgroupdirs import CgroupDirs
 from ._inodes import (
     CGROUP,
@@ -45,8 +47,7 @@ from ._inodes import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """The caller of one FUSE request: its thread id and filesystem uid/gid (fuse_in_header)."""
 
     tid: int
@@ -161,15 +162,26 @@ class Tree:
 
     # -- contents -------------------------------------------------------------
 
-    def read_file(self, ino: int, request: Request) -> bytes:
-        """The whole file for one open handle, access-checked as the caller."""
+    def open_file(self, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
+        """The whole file for one open handle, access-checked as the caller: its bytes, or the plan for them.
+
+        What this does itself reads only what never waits on a target (stat,
+        status, the owner of smaps; see Process.probe), so the adapter calls it
+        on the event loop: a cached answer is served with no thread hop. What
+        may wait (reading smaps, a whole-system pass) is returned as a Plan for
+        worker threads.
+        """
         node = decode(ino)
         if not node.is_file:
             raise NoSuchEntry(f"inode {ino}")
+        if node.kind is Kind.PID:
+            if self.engine.max_age == 0:
+                # No answer can come from the cache, so there is nothing to
+                # decide here: the whole read is one job, done in a worker.
+                return Plan([functools.partial(self._read_pid, node.number, request)], _first)
+            return self._open_pid(node.number, self.caller(request))
         # One Caller for the whole read: a view checks every process against it.
         caller = self.caller(request)
-        if node.kind is Kind.PID:
-            return self.engine.totmaps(node.number, caller).text
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
         if ino == SUMMARY_INODE:
@@ -177,3 +189,32 @@ class Tree:
         if ino == METRICS_INODE:
             return self.views.metrics(caller)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True))
+
+    def read_file(self, ino: int, request: Request) -> bytes:
+        """``open_file`` carried to its end in the calling thread (for the tests and the Python API)."""
+        answer = self.open_file(ino, request)
+        return answer if isinstance(answer, bytes) else answer.run()
+
+    def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
+        proc = self.reader.open(pid)
+        try:
+            probe = self.engine.probe(proc, caller)
+            hit = self.engine.cached(probe)
+        except BaseException:
+            proc.close()
+            raise
+        if hit is not None:
+            proc.close()
+            return hit.text
+        return Plan([functools.partial(self._resolve, probe)], _first)
+
+    def _resolve(self, probe: Probe) -> bytes:
+        with probe.proc:
+            return self.engine.resolve(probe).text
+
+    def _read_pid(self, pid: int, request: Request) -> bytes:
+        return self.engine.totmaps(pid, self.caller(request)).text
+
+
+def _first(parts: Sequence[bytes]) -> bytes:
+    return parts[0]

@@ -1,9 +1,21 @@
 """The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
 
-from ._metrics import DEFAULT_TOP, FIELD_HELP, KNOWN_FIELDS, MetricsOptions, parse_fields, render, snake
+from ._metrics import (
+    DEFAULT_TOP,
+    FIELD_HELP,
+    KNOWN_FIELDS,
+    Family,
+    MetricsOptions,
+    SnapshotCollector,
+    families,
+    parse_fields,
+    render,
+    render_with_client,
+    snake,
+)
 from ._snapshot import USS_PARTS, Row, Snapshot, by_pss, total, user_name
 from ._summary import SUMMARY_COLUMNS, format_summary, one_word
-from ._views import PASS_THREADS, PATIENCE, Views
+from ._views import PASS_THREADS, PATIENCE, Plan, Views
 
 __all__ = [
     "DEFAULT_TOP",
@@ -13,15 +25,20 @@ __all__ = [
     "PATIENCE",
     "SUMMARY_COLUMNS",
     "USS_PARTS",
+    "Family",
     "MetricsOptions",
+    "Plan",
     "Row",
     "Snapshot",
+    "SnapshotCollector",
     "Views",
     "by_pss",
+    "families",
     "format_summary",
     "one_word",
     "parse_fields",
     "render",
+    "render_with_client",
     "snake",
     "total",
     "user_name",

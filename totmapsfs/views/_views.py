@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import threading
 from collections.abc import Callable, Sequence
+from typing import Generic, NamedTuple, TypeVar
 
 from ..engine import Engine
-from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError
+from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import Caller, Cgroup2, unified_path, within
 from ._metrics import MetricsOptions, render
@@ -20,6 +21,9 @@ from ._summary import format_summary
 # run on other CPUs meanwhile.
 PASS_THREADS = min(4, os.cpu_count() or 1)
 _PER_THREAD = 64  # fewer processes than this per thread is not worth a thread
+# Processes probed in one go (proc.ProcReader.probe_many: one release of the
+# GIL for all their reads); their /proc directories stay open meanwhile.
+_CHUNK = 64
 # A process whose smaps read has been under way this long (seconds) is left out
 # of a view rather than waited for: its mmap lock is held (a fault stuck on a
 # dead NFS server, a huge munmap), and every summary or metrics poll would
@@ -28,6 +32,25 @@ _PER_THREAD = 64  # fewer processes than this per thread is not worth a thread
 PATIENCE = 1.0
 
 log = logging.getLogger("totmapsfs")
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+class Plan(NamedTuple, Generic[S, T]):
+    """Work that may wait on a target's mmap lock: shares (worker threads, in parallel), then ``finish`` on them.
+
+    The FUSE adapter runs a one-share plan, finish included, as one job, and
+    a plan of several shares as that many jobs and then one for ``finish``: a
+    view's finish merges, sums and renders, pure Python over a thousand rows,
+    also worth keeping off the event loop.
+    """
+
+    shares: Sequence[Callable[[], S]]
+    finish: Callable[[Sequence[S]], T]
+
+    def run(self) -> T:
+        """All of it in the calling thread, one share after the other."""
+        return self.finish([share() for share in self.shares])
 
 
 class Views:
@@ -70,77 +93,78 @@ class Views:
         """
         return max(1, min(PASS_THREADS, processes // _PER_THREAD)) if self._cold else 1
 
-    def snapshot(
-        self, caller: Caller | None, *, cgroups: bool = False, keep: Callable[[str | None], bool] | None = None
-    ) -> Snapshot:
-        """Every process ``caller`` may read (None: every process), optionally only those ``keep`` admits.
+    def plan(
+        self,
+        caller: Caller | None,
+        finish: Callable[[Snapshot], T],
+        *,
+        cgroups: bool = False,
+        keep: Callable[[str | None], bool] | None = None,
+    ) -> Plan[Snapshot, T]:
+        """One pass over every process ``caller`` may read (None: every process), as shares and a finish.
 
         ``keep`` sees the process's cgroup path (in the mirrored hierarchy;
         None when outside it) before the engine is asked, so a cgroup's view
-        never computes the memory of processes outside it.
+        never computes the memory of processes outside it. The shares may run
+        in parallel (the FUSE adapter runs them in its worker pool); ``finish``
+        gets their rows merged. Shares are interleaved, so that each gets as
+        many big processes.
         """
         pids = self.engine.reader.pids()
         want_cgroup = cgroups or keep is not None
+        n = self.threads_for(len(pids))
         counters = self.engine.counters
-        misses, served = counters.misses, counters.hits + counters.joined
-        try:
-            return self._pass(pids, caller, want_cgroup, keep)
-        finally:
+        before = (counters.misses, counters.hits + counters.joined)
+        shares = [functools.partial(self._rows, pids[i::n], caller, want_cgroup, keep) for i in range(n)]
+
+        def merged(parts: Sequence[Snapshot]) -> T:
+            rows = Snapshot()
+            for part in parts:
+                rows.extend_from(part)
             # See threads_for. A heuristic, so unsynchronized.
-            misses, served = counters.misses - misses, counters.hits + counters.joined - served
+            misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             if misses or served:
                 self._cold = misses * 4 > served
+            return finish(rows)
 
-    def _pass(
-        self, pids: list[int], caller: Caller | None, want_cgroup: bool, keep: Callable[[str | None], bool] | None
+        return Plan(shares, merged)
+
+    def snapshot(
+        self, caller: Caller | None, *, cgroups: bool = False, keep: Callable[[str | None], bool] | None = None
     ) -> Snapshot:
-        threads = self.threads_for(len(pids))
-        if threads == 1:
-            return self._rows(pids, caller, want_cgroup, keep)
-        # Interleaved shares, so that each thread gets as many big processes;
-        # daemon threads, so that one stuck on a target's mmap lock cannot hold
-        # up the daemon's exit.
-        results: list[Snapshot | BaseException] = [Snapshot() for _ in range(threads)]
-
-        def run(i: int) -> None:
-            try:
-                results[i] = self._rows(pids[i::threads], caller, want_cgroup, keep)
-            except BaseException as exc:  # re-raised in the reading thread
-                results[i] = exc
-
-        helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, threads)]
-        for t in helpers:
-            t.start()
-        run(0)
-        for t in helpers:
-            t.join()
-        rows = Snapshot()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            rows.extend_from(result)
-        return rows
+        """``plan``'s rows, its shares run one after the other here (for the Python API and the tests)."""
+        return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep).run()
 
     def _rows(
         self, pids: Sequence[int], caller: Caller | None, want_cgroup: bool, keep: Callable[[str | None], bool] | None
     ) -> Snapshot:
-        reader = self.engine.reader
+        engine, relative = self.engine, self.cgroups.relative
         rows = Snapshot()
-        for pid in pids:
+        for at in range(0, len(pids), _CHUNK):
+            chunk = pids[at : at + _CHUNK]
+            probed = engine.reader.probe_many(chunk, cgroup=want_cgroup)
             try:
-                with reader.open(pid) as proc:
-                    path = self.cgroups.relative(unified_path(proc.cgroup())) if want_cgroup else None
-                    if keep is not None and not keep(path):
+                for pid, item in zip(chunk, probed, strict=True):
+                    try:
+                        if isinstance(item, TotmapsError):
+                            raise item
+                        proc, stat, status, text = item
+                        path = relative(unified_path(text)) if text is not None else None
+                        if keep is not None and not keep(path):
+                            continue
+                        totmaps = engine.resolve(engine.checked(proc, stat, status, caller), patience=PATIENCE)
+                    except (NoSuchEntry, AccessDenied):
+                        continue  # gone since the listing, or not the caller's to read
+                    except (Busy, SourceError) as exc:
+                        rows.left_out += 1
+                        self._warn_once(pid, exc)
                         continue
-                    status, totmaps = self.engine.totmaps_of(proc, caller, patience=PATIENCE)
-            except (NoSuchEntry, AccessDenied):
-                continue  # gone since the listing, or not the caller's to read
-            except (Busy, SourceError) as exc:
-                rows.left_out += 1
-                self._warn_once(pid, exc)
-                continue
-            if totmaps.fields:
-                rows.append(Row(pid, status.uids[1], status.name, path, totmaps.fields))
+                    if totmaps.fields:
+                        rows.append(Row(pid, status.uids[1], status.name, path, totmaps.fields))
+            finally:
+                for item in probed:
+                    if isinstance(item, tuple):
+                        item[0].close()
         return rows
 
     def _warn_once(self, pid: int, exc: Exception) -> None:
@@ -150,24 +174,29 @@ class Views:
             self._warned.add(pid)
             log.warning("views leave out process %d: %s", pid, exc)
 
-    def totmaps(self, caller: Caller | None) -> bytes:
-        """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
-        return format_totmaps(total(self.snapshot(caller), self.field_names()))
+    # -- the view files: each a plan (run it, or hand it to a pool) -------------------
 
-    def summary(self, caller: Caller | None) -> bytes:
+    def totmaps(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
+        """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
+        return self.plan(caller, lambda rows: format_totmaps(total(rows, self.field_names())))
+
+    def summary(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/summary: one line per readable process, largest Pss first."""
-        return format_summary(self.snapshot(caller))
+        return self.plan(caller, format_summary)
+
+    def cgroup_totmaps(self, caller: Caller | None, path: str) -> Plan[Snapshot, bytes]:
+        """MOUNT/cgroup/<path>/totmaps: the sum over the cgroup's subtree (``path`` in the mirrored hierarchy)."""
+        self.cgroups.stat(path)  # a cgroup removed since the lookup is ENOENT, not an empty file
+        return self.plan(
+            caller,
+            lambda rows: format_totmaps(total(rows, self.field_names())),
+            keep=lambda member: member is not None and within(member, path),
+        )
+
+    def metrics(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
+        """MOUNT/metrics: the Prometheus text exposition of one snapshot."""
+        return self.plan(caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True)
 
     def cgroup_members(self, caller: Caller | None, path: str) -> Snapshot:
-        """The readable processes in cgroup ``path`` (of the mirrored hierarchy) and below it."""
+        """The readable processes in cgroup ``path`` and below it (for the Python API and the tests)."""
         return self.snapshot(caller, keep=lambda member: member is not None and within(member, path))
-
-    def cgroup_totmaps(self, caller: Caller | None, path: str) -> bytes:
-        """MOUNT/cgroup/<path>/totmaps: the sum over the cgroup's subtree."""
-        self.cgroups.stat(path)  # a cgroup removed since the lookup is ENOENT, not an empty file
-        return format_totmaps(total(self.cgroup_members(caller, path), self.field_names()))
-
-    def metrics(self, caller: Caller | None) -> bytes:
-        """MOUNT/metrics: the Prometheus text exposition of one snapshot."""
-        snapshot = self.snapshot(caller, cgroups=True)
-        return render(snapshot, self.metrics_options, self.field_names())

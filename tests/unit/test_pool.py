@@ -1,0 +1,98 @@
+"""The worker pool without FUSE: answers and errors handed back, the thread bound, a waiter that gives up."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import trio
+
+from totmapsfs.fuse import Pool
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_answers_and_errors_come_back() -> None:
+    pool = Pool(4, "test")
+
+    async def main() -> None:
+        assert await pool.run(lambda: threading.get_ident()) != threading.get_ident()  # another thread
+        assert await pool.run_all([lambda i=i: i * i for i in range(10)]) == [i * i for i in range(10)]
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(lambda: 1 / 0)
+        with pytest.raises(KeyError):  # every job ran to its end before the first failure is raised
+            await pool.run_all([lambda: {}["x"], lambda: 2])
+
+    try:
+        trio.run(main)
+        trio.run(main)  # a second trio run: the pool serves it too
+    finally:
+        pool.close()
+
+
+def test_threads_are_bounded_and_reused() -> None:
+    pool = Pool(2, "test")
+    lock, release = threading.Lock(), threading.Event()
+    running, most = [0], [0]
+    before = fds()
+
+    def held() -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        return 1
+
+    async def main() -> list[int]:
+        results: list[int] = []
+
+        async def one() -> None:
+            results.append(await pool.run(held))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):  # the third waits for a free thread: there are two
+                nursery.start_soon(one)
+            with trio.fail_after(10):
+                while most[0] < 2:
+                    await trio.sleep(0.01)
+            await trio.sleep(0.2)  # time for a third thread to start, if the bound did not hold
+            assert running[0] == 2
+            release.set()
+        return results
+
+    try:
+        assert trio.run(main) == [1, 1, 1]
+        assert pool.threads == 2 and most[0] == 2
+        trio.run(lambda: pool.run_all([lambda: None] * 50))
+        assert pool.threads == 2 and fds() == before  # no descriptor per job: one eventfd for the pool
+    finally:
+        pool.close()
+
+
+def test_a_waiter_that_gives_up_leaves_the_pool_working() -> None:
+    pool = Pool(2, "test")
+    stuck = threading.Event()
+    ran = threading.Event()
+
+    def slow() -> str:
+        stuck.wait(10)
+        ran.set()
+        return "late"
+
+    async def main() -> str:
+        with trio.move_on_after(0.2):
+            await pool.run(slow)
+            pytest.fail("the job was not abandoned")
+        stuck.set()  # the abandoned job ends in its thread; its answer is dropped
+        return await pool.run(lambda: "next")
+
+    try:
+        assert trio.run(main) == "next"
+        assert ran.wait(10)
+    finally:
+        pool.close()
