@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..harness import Workload
+from ..harness import PY, Workload
+from . import _cpu, _whole
 from . import _measure as m
-from . import _views
 from ._env import BenchError, Env
 
 # (label, mappings, pages per mapping, forked copies). The 2000-mapping process
@@ -27,6 +27,22 @@ MOUNTS = {  # label -> daemon arguments; "warm" holds answers long enough to sta
     "smaps-warm": ("--source", "smaps", "--max-age", "3600"),
     "default": (),  # the footprint run: as users run it
 }
+FLOORS = {"floor": (), "floor-hop": ("--hop",)}  # and "floor-reads", which names the small target
+FLOOR = (PY, "-m", "totmapsfs.bench.floor")
+# The CPU section's variants: (name, mount or None for the kernel's own file, target).
+CPU_SMALL: list[tuple[str, str | None, str | None]] = [
+    ("floor", "floor", None),
+    ("floor + hop", "floor-hop", None),
+    ("floor + reads", "floor-reads", None),
+    ("small warm", "rollup-warm", "small"),
+    ("small cold", "rollup-cold", "small"),
+    ("small direct smaps_rollup", None, "small"),
+]
+CPU_BIG: list[tuple[str, str | None, str | None]] = [
+    ("2000 warm", "rollup-warm", "2000"),
+    ("2000 cold", "rollup-cold", "2000"),
+    ("2000 direct smaps_rollup", None, "2000"),
+]
 CAT = [
     "mount rollup cold",
     "mount rollup warm",
@@ -51,6 +67,7 @@ CONC = ["mount rollup cold", "mount rollup warm", "mount smaps cold", "direct sm
 @dataclass(frozen=True)
 class Config:
     repeat: int
+    cpu_reads: int  # reads per CPU variant per run, small targets (a tenth for the 2000-mapping one)
     cat_rounds: dict[str, int]
     inproc_rounds: dict[str, int]
     parse_time: float  # seconds per parser per process per run
@@ -62,6 +79,7 @@ class Config:
 
 FULL = Config(
     5,
+    3000,
     {"200": 60, "2000": 40, "8000": 12, "2000x64": 20},
     {"200": 300, "2000": 150, "8000": 40, "2000x64": 60},
     0.25,
@@ -72,6 +90,7 @@ FULL = Config(
 )
 QUICK = Config(
     3,
+    600,
     {"200": 12, "2000": 10, "8000": 3, "2000x64": 5},
     {"200": 60, "2000": 40, "8000": 10, "2000x64": 15},
     0.05,
@@ -100,6 +119,7 @@ class Bench:
         self.fp: list[tuple[str, int, int]] = []
         self.fp_failures = 0
         self.fp_pids = 0
+        self.cpu: dict[str, list[_cpu.Figures]] = {}  # variant -> per run
         self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
         self.view_processes = 0
         self.reader = m.Reader()
@@ -113,12 +133,15 @@ class Bench:
             self.w[label] = self.env.workload("--mappings", str(maps), "--pages", str(pages), "--children", str(copies))
         log(f"workload: {IDLE} small idle processes")
         self.w["idle"] = self.env.workload("--children", str(IDLE))
-        log(f"mounting {len(MOUNTS)} daemons in {self.env.workdir}")
+        self.small = self.env.program("sleep", "infinity")  # ~37 mappings, the issue's small process
+        log(f"mounting {len(MOUNTS)} daemons and {len(FLOORS) + 1} pyfuse3 floors in {self.env.workdir}")
         self.env.mount(MOUNTS)
+        self.env.mount({**FLOORS, "floor-reads": ("--reads", str(self.small.pid))}, command=FLOOR)
         for size, *_ in SIZES:  # every mount answers, with the kernel's Rss (the workloads are idle)
             pid = self.w[size].pid
             rss = _rss(self.reader.read_bytes(f"/proc/{pid}/smaps_rollup"))
-            for mnt in self.env.mounts.values():
+            for label in MOUNTS:
+                mnt = self.env.mounts[label]
                 text = self.reader.read_bytes(mnt.file(pid))
                 if not text.startswith(b"Rss:") or _rss(text) != rss:
                     raise BenchError(f"{mnt.file(pid)} does not match smaps_rollup (Rss {rss} kB): {text[:80]!r}")
@@ -205,11 +228,31 @@ class Bench:
                 self.tput.setdefault(mode, {}).setdefault(n, []).append(rate)
                 self.busy.setdefault(mode, {}).setdefault(n, []).append(busy)
 
-    # -- f. whole-system views ------------------------------------------------------
+    # -- C. CPU per read --------------------------------------------------------------
+
+    def run_cpu(self) -> None:
+        targets = {"small": self.small.pid, "2000": self.w["2000"].pid}
+
+        def variants(spec: list[tuple[str, str | None, str | None]]) -> list[_cpu.Variant]:
+            out = []
+            for name, mount, target in spec:
+                if mount is None:
+                    out.append(_cpu.Variant(name, f"/proc/{targets[target or 'small']}/smaps_rollup", None))
+                else:
+                    mnt = self.env.mounts[mount]
+                    path = str(mnt.path / "f") if target is None else str(mnt.file(targets[target]))
+                    out.append(_cpu.Variant(name, path, mnt.proc.pid))
+            return out
+
+        for spec, reads in ((CPU_SMALL, self.cfg.cpu_reads), (CPU_BIG, max(20, self.cfg.cpu_reads // 10))):
+            for name, fig in _cpu.measure(variants(spec), reads).items():
+                self.cpu.setdefault(name, []).append(fig)
+
+    # -- W. whole-system views ------------------------------------------------------
 
     def run_views(self) -> None:
         mounts = self.env.mounts
-        per_run = _views.measure(
+        per_run = _whole.measure(
             mounts["rollup-cold"].path, mounts["rollup-warm"].path, self.reader, self.cfg.view_rounds
         )
         for name, med in per_run.items():
@@ -234,7 +277,11 @@ class Bench:
     def run(self) -> None:
         self.setup()
         for r in range(self.cfg.repeat):
-            log(f"run {r + 1}/{self.cfg.repeat}: a. cat, b. in-process, c. parsers, d. concurrent readers, f. views")
+            log(
+                f"run {r + 1}/{self.cfg.repeat}: C. CPU per read, a. cat, b. in-process, c. parsers, "
+                "d. concurrent readers, W. views"
+            )
+            self.run_cpu()
             for size, *_ in SIZES:
                 self.run_cat(size)
                 self.run_inproc(size)

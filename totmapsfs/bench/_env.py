@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from ..harness import HarnessError, Mount, Workload
+from ..harness import PY, HarnessError, Mount, Workload
 from ..service import mount_at
 
 
 class BenchError(Exception):
     """Something the benchmark needs did not work; printed as one line."""
+
+
+def _killed_with_us() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -30,6 +36,7 @@ class Env:
         self.workdir.chmod(0o755)
         self.workloads: list[Workload] = []
         self.mounts: dict[str, Mount] = {}
+        self.programs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Env:
         # SIGTERM and SIGHUP unwind like Ctrl-C does, through close(); SIGINT
@@ -50,10 +57,19 @@ class Env:
         self.workloads.append(w)
         return w
 
-    def mount(self, specs: dict[str, tuple[str, ...]]) -> dict[str, Mount]:
-        """Start one daemon per spec at once, then wait for each to be ready."""
+    def program(self, *argv: str) -> subprocess.Popen[bytes]:
+        """Any other process (``sleep``, the small target), killed by close() or when we die."""
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=_killed_with_us)
+        self.programs.append(p)
+        return p
+
+    def mount(
+        self, specs: dict[str, tuple[str, ...]], command: tuple[str, ...] = (PY, "-m", "totmapsfs")
+    ) -> dict[str, Mount]:
+        """Start one daemon (``command``) per spec at once, then wait for each to be ready."""
         started = {
-            label: Mount(self.workdir / label, *args, wait=False, log_dir=self.workdir) for label, args in specs.items()
+            label: Mount(self.workdir / label, *args, wait=False, log_dir=self.workdir, command=command)
+            for label, args in specs.items()
         }
         self.mounts.update(started)
         try:
@@ -73,12 +89,16 @@ class Env:
             for w in self.workloads:
                 with contextlib.suppress(Exception):
                     w.close()
+            for p in self.programs:
+                p.kill()
+                p.wait()
             if not any(mount_at(str(m.path)) is not None for m in self.mounts.values()):
                 shutil.rmtree(self.workdir, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, old)
         self.mounts.clear()
         self.workloads.clear()
+        self.programs.clear()
 
 
 @contextlib.contextmanager

@@ -33,8 +33,14 @@ def run_command(argv: Sequence[str]) -> None:
         raise RuntimeError(f"{' '.join(argv)} exited {code}")
 
 
+# What one read(2) asks for: cat's buffer (coreutils' io_blksize). Asking for
+# more costs a FUSE reader more in itself: for a direct_io read the kernel pins
+# the caller's whole buffer (fuse_get_user_pages) before the daemon answers.
+CHUNK = 128 * 1024
+
+
 class Reader:
-    """open/read-to-EOF/close of one path into a reused buffer: what a monitoring agent does."""
+    """open/read-to-EOF/close of one path into a reused buffer, CHUNK bytes a read: what a monitoring agent does."""
 
     def __init__(self, size: int = 1 << 20) -> None:
         self.buf = bytearray(size)
@@ -50,7 +56,7 @@ class Reader:
                     self.view.release()
                     self.buf.extend(bytes(len(self.buf)))
                     self.view = memoryview(self.buf)
-                n = os.readv(fd, [self.view[total:]])
+                n = os.readv(fd, [self.view[total : total + CHUNK]])
                 if n == 0:
                     break
                 total += n

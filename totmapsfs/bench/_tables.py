@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from . import _views
+from . import _cpu, _whole
 from ._bench import CAT, CONC, INPROC, READERS, SCALING, SIZES, Bench, log
 from ._report import Target, fmt, plot, ratios, table, targets_table
 
@@ -102,9 +102,11 @@ def report(b: Bench) -> str:
             rows,
         )
     )
-    views_table, view_targets = _views.report(b.views, b.view_processes)
+    views_table, view_targets = _whole.report(b.views, b.view_processes)
     out.append(views_table)
-    out.append(targets_table(targets(b) + view_targets))
+    cpu_table, cpu_targets = _cpu.report(b.cpu)
+    out.insert(0, cpu_table)
+    out.append(targets_table(cpu_targets + view_targets + targets(b)))
     return "\n\n".join(out)
 
 
