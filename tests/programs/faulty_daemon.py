@@ -21,10 +21,10 @@ from totmapsfs.views import Plan, Views
 
 
 class FaultyTree(Tree):
-    def lookup(self, parent: int, name: bytes) -> Attr:
+    def lookup(self, parent: int, name: bytes, request: Request) -> Attr:
         if name == b"4194000":
             raise RuntimeError("planted bug in lookup")
-        return super().lookup(parent, name)
+        return super().lookup(parent, name, request)
 
     def open_file(self, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
         if decode(ino).number == int(os.environ.get("FAULT_PID", "-1")):

@@ -10,7 +10,7 @@ from support.cgroups import Cgroup
 from support.kernel import NOBODY
 from totmapsfs.engine import Engine
 from totmapsfs.errors import AccessDenied, NameTooLong, NoSuchEntry
-from totmapsfs.proc import Cgroup2, identify
+from totmapsfs.proc import Cgroup2
 from totmapsfs.tree import CGROUP_INODE, ROOT_INODE, TOTMAPS_INODE, Request, Tree
 from totmapsfs.views import Views
 
@@ -38,7 +38,7 @@ def test_views_on_the_engine(workloads, cgroup: Cgroup) -> None:
         assert engine.counters.hits - hits >= len(rows) // 2
         assert views.threads_for(len(rows)) == 1  # so the next pass stays in one thread
         # As nobody (its own process is the caller): its own processes only.
-        caller = identify(engine.reader, nobody.pid, NOBODY, NOBODY, engine.reader.user_ns(os.getpid()))
+        caller = engine.access.identify(nobody.pid, NOBODY, NOBODY)
         seen = views.snapshot(caller)
         assert nobody.pid in {r.pid for r in seen} and {r.uid for r in seen} == {NOBODY}
         assert [r.pid for r in views.cgroup_members(caller, cgroup.rel)] == [nobody.pid]
@@ -50,25 +50,25 @@ def test_tree_cgroup_directories(cgroup: Cgroup) -> None:
     tree = Tree(engine, views_of(engine))
     me = Request(tid=os.getpid(), uid=0, gid=0)
     assert tree.read_file(TOTMAPS_INODE, me).startswith(b"Rss:")
-    top = tree.lookup(ROOT_INODE, b"cgroup")
+    top = tree.lookup(ROOT_INODE, b"cgroup", me)
     assert top.ino == CGROUP_INODE and top.is_dir
     node = top
     for part in cgroup.rel.strip("/").split("/"):
-        node = tree.lookup(node.ino, part.encode())
+        node = tree.lookup(node.ino, part.encode(), me)
     inner = cgroup.child("inner")
-    child = tree.lookup(node.ino, b"inner")
-    assert child.is_dir and tree.getattr(child.ino) == child
-    names = [n for n, _ in tree.listdir(node.ino)]
+    child = tree.lookup(node.ino, b"inner", me)
+    assert child.is_dir and tree.getattr(child.ino, me) == child
+    names = [n for n, _ in tree.listdir(node.ino, me)]
     assert names == [b".", b"..", b"totmaps", b"inner"]
-    assert tree.read_file(tree.lookup(child.ino, b"totmaps").ino, me).startswith(b"Rss:")
+    assert tree.read_file(tree.lookup(child.ino, b"totmaps", me).ino, me).startswith(b"Rss:")
     for bad in (b"..", b".", b"a/b", b"totmaps/x"):
         with pytest.raises(NoSuchEntry):
-            tree.lookup(node.ino, bad)
+            tree.lookup(node.ino, bad, me)
     with pytest.raises(NameTooLong):
-        tree.lookup(node.ino, b"x" * 300)
+        tree.lookup(node.ino, b"x" * 300, me)
     inner.path.rmdir()
     with pytest.raises(NoSuchEntry):
-        tree.getattr(child.ino)  # a removed cgroup is gone, not stale
+        tree.getattr(child.ino, me)  # a removed cgroup is gone, not stale
 
 
 def test_read_file_checks_access(workloads) -> None:
@@ -76,9 +76,10 @@ def test_read_file_checks_access(workloads) -> None:
     tree = Tree(engine, views_of(engine))
     target = workloads()  # root's
     caller = workloads(user=NOBODY)  # the request comes from this process
-    ino = tree.lookup(tree.lookup(ROOT_INODE, str(target.pid).encode()).ino, b"totmaps").ino
+    me = Request(tid=os.getpid(), uid=0, gid=0)
+    ino = tree.lookup(tree.lookup(ROOT_INODE, str(target.pid).encode(), me).ino, b"totmaps", me).ino
     with pytest.raises(AccessDenied):
         tree.read_file(ino, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
-    own = tree.lookup(tree.lookup(ROOT_INODE, str(caller.pid).encode()).ino, b"totmaps").ino
+    own = tree.lookup(tree.lookup(ROOT_INODE, str(caller.pid).encode(), me).ino, b"totmaps", me).ino
     assert b"Pss:" in tree.read_file(own, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
     assert b"Pss:" in tree.read_file(ino, Request(tid=os.getpid(), uid=0, gid=0))

@@ -1,35 +1,131 @@
-"""The access rule as pure logic: the kernel's ptrace-read decision over the fields /proc shows."""
+"""The access rule as pure logic: the kernel's ptrace-read decision over what /proc and nsfs show.
+
+The namespaces are a small made-up tree (the real ones are exercised in
+tests/mount/test_namespaces.py against the kernel's own answers):
+
+    1  the initial user namespace (ours)
+    2  child of 1, created by uid 1000 (a rootless container: root inside is 1000 outside)
+    3  child of 1, created by uid 65534 (`unshare -U -r` as nobody)
+    4  child of 2, created by kuid 100000
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
-from totmapsfs.proc import Caller, Status, may_read
+from totmapsfs.proc import CAP_PERFMON, CAP_SYS_PTRACE, Access, Caller, ProcReader, Status, UserNs, capable
+
+PTRACE, PERFMON, NET_BIND = 1 << CAP_SYS_PTRACE, 1 << CAP_PERFMON, 1 << 10
+ALL = (1 << 41) - 1
+
+NAMESPACES = {
+    1: UserNs(1, 0, None, 0),
+    2: UserNs(2, 1, 1, 1000),
+    3: UserNs(3, 1, 1, 65534),
+    4: UserNs(4, 2, 2, 100000),
+}
+ROOTS = {1: (0, 0), 2: (1000, 1000), 3: (65534, 65534), 4: (100000, 100000)}
 
 
-def status(uids=(1000,) * 4, gids=(1000,) * 4, tgid=50, mm=b"VmSize: 1 kB", prm=0) -> Status:
-    return Status(name="t", tgid=tgid, uids=uids, gids=gids, cap_prm=prm, cap_eff=prm, mm_counters=mm)
+@dataclass
+class FakeTarget:
+    """What Access asks of a process beyond its status: its namespace, its smaps owner, its root's ids."""
+
+    ns: int
+    owner: tuple[int, int] | None = None  # None: dumpable, so owned by its euid/egid
+
+    def user_ns(self) -> int | None:
+        return self.ns
+
+    def open_user_ns(self) -> int:
+        raise AssertionError("every namespace of these tests is known already")
+
+    def smaps_owner(self) -> tuple[int, int]:
+        assert self.owner is not None
+        return self.owner
+
+    def root_ids(self) -> tuple[int, int] | None:
+        return ROOTS[self.ns]
 
 
-USER = Caller(tgid=10, uid=1000, gid=1000, has_ptrace_cap=False)
-ADMIN = Caller(tgid=11, uid=0, gid=0, has_ptrace_cap=True)
+@pytest.fixture
+def access(tmp_path) -> Access:
+    rule = Access(ProcReader(str(tmp_path)))  # an empty /proc: the namespaces are filled in below
+    rule.users.known.update(NAMESPACES)
+    rule.own_user_ns, rule.initial, rule.perfmon_rule = 1, True, True
+    return rule
+
+
+def status(ids: int = 1000, tgid: int = 50, mm: bytes = b"VmSize: 1 kB", prm: int = 0, **kw: tuple) -> Status:
+    fields = {"uids": (ids,) * 4, "gids": (ids,) * 4, **kw}
+    return Status(name="t", tgid=tgid, cap_prm=prm, cap_eff=prm, mm_counters=mm, **fields)  # type: ignore[arg-type]
+
+
+def caller(ids: int = 1000, ns: int = 1, eff: int = 0, tgid: int = 10, **kw: bool) -> Caller:
+    return Caller(tgid=tgid, uid=ids, gid=ids, euid=ids, cap_eff=eff, user_ns=ns, **kw)
+
+
+USER = caller()
+CASES = [
+    # (caller, target status, target, allowed): the kernel's answer, from the table in README
+    (USER, status(), FakeTarget(1), True),  # own process, dumpable
+    (USER, status(), FakeTarget(1, (0, 0)), False),  # own, not dumpable (owned by root)
+    (USER, status(mm=b""), FakeTarget(1, (0, 0)), True),  # own zombie: no mm, no check
+    (USER, status(ids=0, mm=b""), FakeTarget(1, (0, 0)), True),  # a kernel thread
+    (USER, status(uids=(1000, 1000, 0, 1000)), FakeTarget(1), False),  # setuid: saved uid differs
+    (USER, status(gids=(1000, 5, 1000, 1000)), FakeTarget(1), False),  # setgid
+    (USER, status(ids=1001), FakeTarget(1), False),  # another user
+    (USER, status(tgid=10, ids=0), FakeTarget(1, (0, 0)), True),  # our own thread group
+    (USER, status(prm=NET_BIND), FakeTarget(1), False),  # own, holding a capability we lack
+    (caller(eff=NET_BIND), status(prm=NET_BIND), FakeTarget(1), True),  # ...that we hold too
+    (caller(ids=0), status(ids=0), FakeTarget(1, (0, 0)), False),  # root without capabilities
+    (caller(ids=1001, eff=PTRACE, all_access=True), status(), FakeTarget(1, (0, 0)), True),
+    (caller(ids=1001, perfmon=True, eff=PERFMON), status(), FakeTarget(1, (0, 0)), True),  # may_access_mm
+    # user namespaces
+    (USER, status(), FakeTarget(2), True),  # our rootless container's root: the owner rule
+    (USER, status(ids=100005), FakeTarget(2), True),  # ...and another uid in it
+    (caller(ids=1001), status(ids=1001), FakeTarget(2), False),  # same uid, a namespace we did not create
+    (caller(ids=65534, ns=3, eff=ALL), status(ids=65534), FakeTarget(1), False),  # root of its own ns, host process
+    (caller(ids=65534, ns=3, eff=ALL), status(ids=65534), FakeTarget(3), True),  # ...its own namespace's
+    (caller(ids=100000, ns=4, eff=ALL), status(ids=100001), FakeTarget(4), True),  # ns root over another uid there
+    (caller(ids=100000, ns=4), status(ids=100001), FakeTarget(4), False),  # ...without its capabilities
+    (caller(ids=100000, ns=4, eff=ALL), status(ids=100000, prm=ALL), FakeTarget(4), True),
+    (caller(ids=1000, ns=2, eff=ALL), status(ids=100001), FakeTarget(4), True),  # nested: caps cover descendants
+    (caller(ids=100000, ns=4, eff=ALL), status(ids=1000), FakeTarget(2), False),  # never upwards
+    (caller(ids=1000, ns=2, eff=ALL), status(ids=1000), FakeTarget(1), False),  # container root, host process
+    # not dumpable: exec'd in the child namespace (owner: that root), or left there without exec (owner: root)
+    (USER, status(ids=1001), FakeTarget(2, (1000, 1000)), True),
+    (USER, status(), FakeTarget(2, (0, 0)), False),
+]
+
+
+@pytest.mark.parametrize("who, target_status, target, allowed", CASES)
+def test_may_read(access: Access, who: Caller, target_status: Status, target: FakeTarget, allowed: bool) -> None:
+    if target.owner is None:
+        target.owner = (target_status.uids[1], target_status.gids[1])
+    assert access.may_read(who, target_status, target) is allowed
+
+
+def test_perfmon_needs_the_kernel_that_has_it(access: Access) -> None:
+    assert access.may_read(caller(ids=1001, perfmon=True), status(), FakeTarget(1, (1000, 1000))) is True
+    assert access.may_read(caller(ids=1001), status(), FakeTarget(1, (1000, 1000))) is False
 
 
 @pytest.mark.parametrize(
-    "caller, target, owner, allowed",
+    "ns, cred_ns, euid, eff, expected",
     [
-        (USER, status(), (1000, 1000), True),  # own, dumpable
-        (USER, status(), (0, 0), False),  # own, not dumpable
-        (USER, status(mm=b""), (1000, 1000), True),  # own zombie: no mm, no dumpable check
-        (USER, status(uids=(0,) * 4, mm=b""), (0, 0), True),  # root's kernel thread: no mm, no check
-        (USER, status(uids=(1000, 1000, 0, 1000)), (1000, 1000), False),  # setuid: saved uid differs
-        (USER, status(gids=(1000, 5, 1000, 1000)), (1000, 1000), False),  # setgid
-        (USER, status(uids=(1001,) * 4), (1001, 1000), False),  # another user
-        (USER, status(prm=1 << 21), (1000, 1000), False),  # own, but holds capabilities we lack
-        (USER, status(tgid=10, uids=(0,) * 4), (0, 0), True),  # our own thread group, whatever its ids
-        (ADMIN, status(uids=(1001,) * 4), (0, 0), True),  # CAP_SYS_PTRACE reads anything
-        (Caller(12, 0, 0, False), status(uids=(0,) * 4, gids=(0,) * 4), (0, 0), False),  # capless root
+        (1, 1, 0, PTRACE, True),  # own namespace: the effective set
+        (1, 1, 0, 0, False),
+        (2, 1, 1000, 0, True),  # a child we created: everything
+        (4, 1, 1000, 0, True),  # ...and its descendants, whoever created them (the walk reaches 2)
+        (4, 1, 1001, 0, False),  # another uid: the walk goes up to 2, then 1, where we hold nothing
+        (4, 1, 1001, PTRACE, True),
+        (3, 2, 0, ALL, False),  # a sibling: nothing
+        (1, 2, 0, ALL, False),  # an ancestor: nothing
+        (5, 1, 0, ALL, False),  # one we could not learn: nothing
     ],
 )
-def test_may_read(caller: Caller, target: Status, owner: tuple[int, int], allowed: bool) -> None:
-    assert may_read(caller, target, *owner) is allowed
+def test_capable_walks_as_cap_capable(ns: int, cred_ns: int, euid: int, eff: int, expected: bool) -> None:
+    assert capable(NAMESPACES, ns, cred_ns, euid, eff, CAP_SYS_PTRACE) is expected

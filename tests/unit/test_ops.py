@@ -13,7 +13,7 @@ import trio
 from totmapsfs.engine import Engine
 from totmapsfs.fuse import Operations
 from totmapsfs.proc import Cgroup2
-from totmapsfs.tree import ROOT_INODE, SELF_INODE, Tree
+from totmapsfs.tree import ROOT_INODE, SELF_INODE, Request, Tree
 from totmapsfs.views import Views
 
 
@@ -28,7 +28,7 @@ class Ctx:
 
 
 class Broken(Tree):
-    def getattr(self, ino: int):
+    def getattr(self, ino: int, request: Request):
         raise KeyError("planted")
 
 

@@ -13,6 +13,8 @@ from totmapsfs.errors import NameTooLong, NoSuchEntry, NotADirectory
 from totmapsfs.proc import Cgroup2
 from totmapsfs.views import Views
 
+ME = t.Request(tid=os.getpid(), uid=0, gid=0)
+
 
 def make_tree(max_age: float = 1.0) -> t.Tree:
     engine = Engine(max_age=max_age)
@@ -39,21 +41,21 @@ def make_tree(max_age: float = 1.0) -> t.Tree:
 )
 def test_names_that_are_not_pids(name: bytes, err: int) -> None:
     with pytest.raises((NoSuchEntry, NameTooLong)) as info:
-        make_tree().lookup(t.ROOT_INODE, name)
+        make_tree().lookup(t.ROOT_INODE, name, ME)
     assert info.value.errno == err
 
 
 def test_names_inside_a_pid_directory() -> None:
     tree = make_tree()
-    pid_dir = tree.lookup(t.ROOT_INODE, str(os.getpid()).encode()).ino
+    pid_dir = tree.lookup(t.ROOT_INODE, str(os.getpid()).encode(), ME).ino
     with pytest.raises(NameTooLong):
-        tree.lookup(pid_dir, b"x" * 300)
+        tree.lookup(pid_dir, b"x" * 300, ME)
     with pytest.raises(NoSuchEntry):
-        tree.lookup(pid_dir, b"smaps")
-    f = tree.lookup(pid_dir, b"totmaps")
+        tree.lookup(pid_dir, b"smaps", ME)
+    f = tree.lookup(pid_dir, b"totmaps", ME)
     with pytest.raises(NotADirectory):
-        tree.lookup(f.ino, b"x")
-    assert [name for name, _ in tree.listdir(pid_dir)] == [b".", b"..", b"totmaps"]
+        tree.lookup(f.ino, b"x", ME)
+    assert [name for name, _ in tree.listdir(pid_dir, ME)] == [b".", b"..", b"totmaps"]
 
 
 def test_parse_pid_mirrors_proc() -> None:
@@ -66,7 +68,8 @@ def test_inodes_never_collide_and_decode_back() -> None:
     assert t.pid_dir_inode(1) > max(t.TOTMAPS_INODE, t.SUMMARY_INODE, t.METRICS_INODE, t.CGROUP_INODE, t.SELF_INODE)
     for ino, kind, number, is_file in [
         (t.ROOT_INODE, t.Kind.ROOT, 0, False),
-        (t.SELF_INODE, t.Kind.SELF, 0, False),
+        (t.SELF_INODE, t.Kind.SELF, t.SELF_INODE, False),
+        (t.THREAD_SELF_INODE, t.Kind.SELF, t.THREAD_SELF_INODE, False),
         (t.SUMMARY_INODE, t.Kind.VIEW, t.SUMMARY_INODE, True),
         (t.CGROUP_INODE, t.Kind.CGROUP, 0, False),
         (t.pid_dir_inode(4194303), t.Kind.PID, 4194303, False),
@@ -82,9 +85,9 @@ def test_inodes_never_collide_and_decode_back() -> None:
 
 def test_view_files_are_files() -> None:
     tree = make_tree()
-    assert tree.lookup(t.ROOT_INODE, b"summary").ino == t.SUMMARY_INODE
-    assert tree.lookup(t.ROOT_INODE, b"metrics").ino == t.METRICS_INODE
+    assert tree.lookup(t.ROOT_INODE, b"summary", ME).ino == t.SUMMARY_INODE
+    assert tree.lookup(t.ROOT_INODE, b"metrics", ME).ino == t.METRICS_INODE
     with pytest.raises(NotADirectory):
-        tree.lookup(t.SUMMARY_INODE, b"x")
+        tree.lookup(t.SUMMARY_INODE, b"x", ME)
     with pytest.raises(NotADirectory):
-        tree.listdir(t.METRICS_INODE)
+        tree.listdir(t.METRICS_INODE, ME)

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
-from ..proc import Caller, Process, ProcReader, Stat, Status, check
+from ..proc import Access, Caller, Process, ProcReader, Stat, Status
 from ._cache import DEFAULT_CAPACITY, Cache, Counters, Key
 
 DEFAULT_MAX_AGE = 1.0  # seconds
@@ -110,8 +110,10 @@ class Engine:
         tick: Callable[[], int] = boot_tick,
         capacity: int = DEFAULT_CAPACITY,
         parse: Callable[[bytes | memoryview], dict[str, int]] = parse_smaps,
+        access: Access | None = None,
     ) -> None:
         self.reader = reader or ProcReader()
+        self.access = access or Access(self.reader)
         self.source = choose_source(source, self.reader)
         self.cache: Cache[Totmaps] = Cache(max_age, clock=clock, capacity=capacity)
         self._tick = tick
@@ -161,11 +163,10 @@ class Engine:
             # (call_usermodehelper) cannot show its new memory to a caller never
             # checked against it.
             return Probe(proc, status, None, None)
-        # A caller with CAP_SYS_PTRACE may read anything (may_read): skipping
-        # the owner's stat for it saves a syscall per process in the views.
-        if caller is not None and not caller.has_ptrace_cap:
-            st = proc.smaps_stat()
-            check(caller, status, st.st_uid, st.st_gid)
+        # A caller with CAP_SYS_PTRACE over our user namespace may read
+        # anything (Access.may_read): no call at all for it, in the views too.
+        if caller is not None and not caller.all_access:
+            self.access.check(caller, status, proc)
         return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
 
     def cached(self, probe: Probe) -> Totmaps | None:

@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pyfuse3
 
 from ..errors import NAME_MAX, ReadOnly, TotmapsError
-from ..tree import Attr, Request, Tree
+from ..tree import Attr, Kind, Request, Tree, decode
 from ..views import Plan
 from ._pool import Pool
 
@@ -36,6 +36,11 @@ R = TypeVar("R")
 # the pid, and every open re-pins the process (see tree._inodes). The kernel revalidates
 # after this long, so a pid that exited stops resolving within a second.
 ATTR_TIMEOUT = 1.0
+# ...but not once callers from other pid (cgroup) namespaces than ours are
+# about: then whether a pid (cgroup) name exists and what it is depends on who
+# asks, and a dentry the kernel cached for one caller would answer the next
+# (tree.Mixed). Every walk through such a name then asks us again.
+_SHARED_KINDS = {Kind.ROOT, Kind.SELF, Kind.VIEW}
 
 
 def fuse_errors(
@@ -67,7 +72,7 @@ async def _refuse(*_: Any, **__: Any) -> Any:
     raise ReadOnly()
 
 
-def _entry(attr: Attr) -> pyfuse3.EntryAttributes:
+def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes:
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = attr.ino
     entry.st_mode = attr.mode
@@ -78,7 +83,7 @@ def _entry(attr: Attr) -> pyfuse3.EntryAttributes:
     entry.st_blksize = 4096
     entry.st_blocks = 0
     entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attr.mtime_ns
-    entry.entry_timeout = entry.attr_timeout = ATTR_TIMEOUT
+    entry.entry_timeout = entry.attr_timeout = timeout
     return entry
 
 
@@ -101,6 +106,33 @@ class Operations(pyfuse3.Operations):
         self._files: dict[int, bytes] = {}
         self._dirs: dict[int, list[tuple[bytes, Attr]]] = {}
         self._handles = itertools.count(1)
+        self._mixed_seen = 0  # the tree.mixed generation our timeouts follow
+
+    def _reply(self, attr: Attr) -> pyfuse3.EntryAttributes:
+        """``attr`` with the timeout its kind may be cached for now (see _SHARED_KINDS)."""
+        mixed = self.tree.mixed
+        if mixed.generation != self._mixed_seen:
+            self._mixed_seen = mixed.generation
+            self._forget_handed_out()
+        kind = decode(attr.ino).kind
+        if (
+            kind in _SHARED_KINDS
+            or (kind is Kind.PID and not mixed.pids)
+            or (kind is Kind.CGROUP and not mixed.cgroups)
+        ):
+            return _entry(attr)
+        return _entry(attr, 0.0)
+
+    def _forget_handed_out(self) -> None:
+        """Have the kernel drop the entries it cached while every caller was in our namespaces.
+
+        invalidate_entry_async: from a request handler, the synchronous call
+        could wait on this very request (pyfuse3's documentation).
+        """
+        entries = self.tree.handed_out()
+        log.info("callers from other namespaces: names are no longer cached (%d entries dropped)", len(entries))
+        for parent, name in entries:
+            pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
 
     async def _carry_out(self, plan: Plan[Any, bytes]) -> bytes:
         """A plan in the reads pool: one job for a single share (finish included), else a job a share, then finish."""
@@ -112,11 +144,11 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _entry(self.tree.lookup(parent_inode, name))
+        return self._reply(self.tree.lookup(parent_inode, name, _request(ctx)))
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return _entry(self.tree.getattr(inode))
+        return self._reply(self.tree.getattr(inode, _request(ctx)))
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -126,7 +158,7 @@ class Operations(pyfuse3.Operations):
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         # A listing stats every process (or cgroup): a few ms for a thousand,
         # which other requests should not wait behind.
-        entries = await self.meta.run(functools.partial(self.tree.listdir, inode))
+        entries = await self.meta.run(functools.partial(self.tree.listdir, inode, _request(ctx)))
         fh = next(self._handles)
         self._dirs[fh] = entries
         return fh
@@ -136,7 +168,7 @@ class Operations(pyfuse3.Operations):
         entries = self._dirs.get(fh, [])
         for i in range(start_id, len(entries)):
             name, attr = entries[i]
-            if not pyfuse3.readdir_reply(token, name, _entry(attr), i + 1):
+            if not pyfuse3.readdir_reply(token, name, self._reply(attr), i + 1):
                 break
 
     @fuse_errors
@@ -149,6 +181,9 @@ class Operations(pyfuse3.Operations):
             raise ReadOnly()
         answer = self.tree.open_file(inode, _request(ctx))
         data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
+        if self.tree.mixed.generation != self._mixed_seen:  # first seen at an open: drop the entries now
+            self._mixed_seen = self.tree.mixed.generation
+            self._forget_handed_out()
         fh = next(self._handles)
         self._files[fh] = data
         # direct_io: the size we report is 0 (like /proc), so the page cache

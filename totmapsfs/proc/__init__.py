@@ -1,12 +1,14 @@
 """The /proc side: every read of /proc (and of the cgroup2 tree), its errnos as domain errors, the access rule.
 
 ``ProcReader`` opens a process as a ``Process`` pinned by its /proc directory;
-``_text`` turns what the kernel prints into fields; ``_access`` restates the
-kernel's rule for who may read a process's smaps; ``_cgroup2`` mirrors the
-cgroup v2 hierarchy. Nothing here caches or decides what to serve.
+``_text`` turns what the kernel prints into fields; ``_namespaces`` relates
+pid and user namespaces through nsfs, ``_cgroupns`` finds where a cgroup
+namespace begins; ``_access`` restates the kernel's rule for who may read a
+process's smaps over them; ``_cgroup2`` mirrors the cgroup v2 hierarchy.
+Nothing here caches or decides what to serve.
 """
 
-from ._access import Caller, check, identify, may_read
+from ._access import CAP_PERFMON, CAP_SYS_ADMIN, Access, Caller, Target
 from ._cgroup2 import (
     ROOT,
     Cgroup2,
@@ -15,36 +17,49 @@ from ._cgroup2 import (
     child_path,
     find_cgroup2,
     parent_path,
+    rebase,
     unified_path,
     within,
 )
+from ._cgroupns import CgroupRoots, root_from, setns
+from ._namespaces import PidNamespaces, PidView, UserNamespaces, UserNs, capable
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
 
 __all__ = [
+    "CAP_PERFMON",
+    "CAP_SYS_ADMIN",
     "CAP_SYS_PTRACE",
     "IMPLEMENTATION",
     "MISSING_C",
     "ROOT",
+    "Access",
     "BufferPool",
     "Caller",
     "Cgroup2",
     "Cgroup2Mount",
+    "CgroupRoots",
     "Mount",
+    "PidNamespaces",
+    "PidView",
     "ProcReader",
     "Process",
     "Stat",
     "Status",
+    "Target",
+    "UserNamespaces",
+    "UserNs",
     "ancestors",
-    "check",
+    "capable",
     "child_path",
     "find_cgroup2",
-    "identify",
-    "may_read",
     "parent_path",
     "parse_mountinfo",
     "parse_stat",
     "parse_status",
+    "rebase",
+    "root_from",
+    "setns",
     "translate",
     "unified_path",
     "within",

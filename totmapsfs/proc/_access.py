@@ -1,77 +1,195 @@
-"""The kernel's rule for who may read /proc/<pid>/smaps, restated over what /proc tells us."""
+"""Who may read a process's smaps: the kernel's rule, restated over what /proc and nsfs show us.
+
+The kernel decides at open(/proc/<pid>/smaps_rollup): proc_mem_open ->
+mm_access -> may_access_mm (kernel/fork.c), which allows a caller that shares
+the mm, passes ptrace_may_access(PTRACE_MODE_READ_FSCREDS) (kernel/ptrace.c,
+__ptrace_may_access, then every LSM: security/commoncap.c,
+cap_ptrace_access_check) or, since Linux 6.15, is perfmon_capable (CAP_PERFMON
+or CAP_SYS_ADMIN in the initial user namespace). ``Access.may_read`` walks the
+same steps in the same order; ``capable`` (in _namespaces) is cap_capable of
+security/commoncap.c, which every "has CAP_SYS_PTRACE over namespace N"
+below means. What we cannot see we do not grant: Landlock and BPF-LSM
+policies only the kernel knows, so the mount may allow a read the kernel
+would refuse a Landlocked caller (README, "Who may read what").
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
-from ..errors import AccessDenied
-from ._reader import ProcReader
-from ._text import Status
+from ..errors import AccessDenied, TotmapsError
+from ._cgroupns import CgroupRoots
+from ._namespaces import PidNamespaces, PidView, UserNamespaces, capable
+from ._reader import ProcReader, read_at
+from ._text import CAP_SYS_PTRACE, Status
+
+CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
+CAP_PERFMON = 38
+# may_access_mm's perfmon_capable() bypass (kernel/fork.c) came with Linux 6.15.
+PERFMON_SINCE = (6, 15)
 
 
 class Caller(NamedTuple):
-    """Who is asking: the FUSE request's thread, with its filesystem uid/gid.
+    """Who is asking: the thread of a FUSE request, as the kernel would judge it.
 
     FUSE hands us the caller's fsuid/fsgid (include/uapi/linux/fuse.h,
-    fuse_in_header), which is what PTRACE_MODE_FSCREDS compares.
-    """
-
-    tgid: int
-    uid: int
-    gid: int
-    has_ptrace_cap: bool
-    cap_prm: int = 0
-
-
-def identify(reader: ProcReader, tid: int, uid: int, gid: int, own_user_ns: int | None) -> Caller:
-    """Build a Caller from a FUSE request context (tid, fsuid, fsgid).
-
-    CAP_SYS_PTRACE counts only in our own (initial) user namespace: a "root" in
-    a container's user namespace holds the capability there, not over the
-    host's processes (ptrace_has_cap checks it against the target's namespace).
-    A caller we cannot see (it exited, or lives outside our pid namespace)
-    gets no capability. One read of its status, every request: the kernel
+    fuse_in_header), which is what PTRACE_MODE_FSCREDS compares; the rest is
+    read from its status and its ns files, once per request: the kernel
     decides with the opener's credentials of the moment, and so do we.
     """
+
+    tgid: int  # its thread group, as our procfs numbers it; -1: not visible to us
+    uid: int  # fsuid
+    gid: int  # fsgid
+    euid: int = -1  # what cap_capable's owner rule compares
+    cap_eff: int = 0  # FSCREDS checks compare the effective set (cap_ptrace_access_check)
+    user_ns: int | None = None  # inode of its user namespace
+    all_access: bool = False  # CAP_SYS_PTRACE over our own user namespace, which holds all we see
+    perfmon: bool = False  # may_access_mm's perfmon_capable()
+    pids: PidView | None = None  # its pid namespace; None: one we cannot tell (it sees no process)
+    ns_tgid: int = -1  # its thread group id as its own namespace numbers it (MOUNT/self)
+    ns_tid: int = -1  # its thread id there (MOUNT/thread-self)
+    tid: int = -1  # its thread id as we number it
+
+
+class Target(Protocol):
+    """What the rule may have to ask of a target beyond its status, asked lazily (proc.Process)."""
+
+    def user_ns(self) -> int | None: ...  # inode of its user namespace (None: cannot be told)
+    def open_user_ns(self) -> int: ...  # an fd of that namespace (OSError when gone)
+    def smaps_owner(self) -> tuple[int, int]: ...  # the owner of its smaps (task_dump_owner)
+    def root_ids(self) -> tuple[int, int] | None: ...  # our ids of its namespace's root (uid_map, gid_map)
+
+
+class Access:
+    """The namespaces of this procfs, and the rule judged over them; one per ProcReader."""
+
+    def __init__(self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """``privileged`` runs a function with CAP_SYS_ADMIN in effect (see CgroupRoots)."""
+        self.reader = reader
+        rootfd = reader.root_fd()
+        self.pids = PidNamespaces(rootfd, _inode(rootfd, "self/ns/pid"))
+        self.users = UserNamespaces()
+        self.own_user_ns = _inode(rootfd, "self/ns/user")
+        self.users.learn(self.own_user_ns, lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
+        self.initial = _is_initial(rootfd)  # our user namespace is the initial one
+        self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
+        self.cgroups = CgroupRoots(reader, privileged) if privileged else CgroupRoots(reader)
+
+    def identify(self, tid: int, uid: int, gid: int) -> Caller:
+        """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
+
+        A caller we cannot see (it exited, or lives in a pid namespace above
+        ours) gets no capability and sees no process.
+        """
+        try:
+            status, user_ns = self.reader.thread(tid)
+        except TotmapsError:
+            return Caller(tgid=-1, uid=uid, gid=gid)
+        rootfd = self.reader.root_fd()
+        self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
+        ours = user_ns is not None and user_ns == self.own_user_ns
+        return Caller(
+            tgid=status.tgid,
+            uid=uid,
+            gid=gid,
+            euid=status.uids[1],
+            cap_eff=status.cap_eff,
+            user_ns=user_ns,
+            all_access=ours and bool(status.cap_eff >> CAP_SYS_PTRACE & 1),
+            perfmon=ours and self.perfmon_rule and bool(status.cap_eff & (1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN)),
+            pids=self.pids.view(tid, status.ns_pids),
+            ns_tgid=status.ns_tgids[-1] if status.ns_tgids else status.tgid,
+            ns_tid=status.ns_pids[-1] if status.ns_pids else tid,
+            tid=tid,
+        )
+
+    def capable(self, caller: Caller, ns: int | None, cap: int = CAP_SYS_PTRACE) -> bool:
+        return capable(self.users.known, ns, caller.user_ns, caller.euid, caller.cap_eff, cap)
+
+    def may_read(self, caller: Caller, status: Status, target: Target) -> bool:
+        """Whether open(/proc/<pid>/smaps) by ``caller`` would succeed, for a target whose status is ``status``.
+
+        A process with no address space (kernel thread, zombie) is readable by
+        anyone: proc_mem_open only calls mm_access's check when the task has
+        an mm, so its smaps reads empty to every user. The engine then serves
+        it empty without reading anything.
+        """
+        if caller.tgid == status.tgid or not status.mm_counters or caller.all_access:
+            return True
+        return self._ptrace_may_access(caller, status, target) or caller.perfmon
+
+    def _ptrace_may_access(self, caller: Caller, status: Status, target: Target) -> bool:
+        """__ptrace_may_access then cap_ptrace_access_check, in the kernel's order."""
+        ns = target.user_ns()
+        if ns is not None:
+            self.users.learn(ns, target.open_user_ns)
+        # FSCREDS: the caller's fsuid/fsgid must equal all of the target's
+        # real, effective and saved ids, else CAP_SYS_PTRACE over its namespace.
+        same_ids = all(u == caller.uid for u in status.uids[:3]) and all(g == caller.gid for g in status.gids[:3])
+        if not same_ids and not self.capable(caller, ns):
+            return False
+        # Not dumpable: CAP_SYS_PTRACE over mm->user_ns needed as well.
+        dumpable, mm_ns = self._dumpable(status, target, ns)
+        if not dumpable and (mm_ns is None or not self.capable(caller, mm_ns)):
+            return False
+        # commoncap: within one user namespace, a target whose permitted set
+        # is within the caller's effective set; else CAP_SYS_PTRACE over it.
+        if caller.user_ns is not None and caller.user_ns == ns and not status.cap_prm & ~caller.cap_eff:
+            return True
+        return self.capable(caller, ns)
+
+    def _dumpable(self, status: Status, target: Target, ns: int | None) -> tuple[bool, int | None]:
+        """Whether the target is dumpable, and if not the namespace of its mm (None: the initial one, or unknown).
+
+        /proc prints no dumpable flag; it shows it through ownership
+        (task_dump_owner in fs/proc/base.c): files inside /proc/<pid> belong to
+        the euid/egid when dumpable, and to the root of mm->user_ns otherwise
+        (make_kuid(mm->user_ns, 0), global root when unmapped). mm->user_ns is
+        the namespace the program was exec'd in, raised by would_dump (fs/exec.c)
+        to an ancestor for an unreadable binary: we take it to be the target's
+        own namespace when the owner is that namespace's root, and the initial
+        one otherwise (the strictest). A target running as that root itself
+        reads alike both ways: taken as not dumpable (the safe side).
+        """
+        owner = target.smaps_owner()
+        ids = (status.uids[1], status.gids[1])
+        own_root = (0, 0) if ns is not None and ns == self.own_user_ns else None  # our namespace's root is our 0
+        if owner != ids:
+            root = own_root or target.root_ids()
+            return False, ns if root is not None and owner == root else None
+        if ids == (0, 0):
+            return False, None
+        root = own_root or target.root_ids()
+        if root is not None and ids == root:
+            return False, ns
+        return True, None
+
+    def check(self, caller: Caller, status: Status, target: Target) -> None:
+        if not self.may_read(caller, status, target):
+            raise AccessDenied(f"caller {caller.tgid} (uid {caller.uid}) may not read {status.tgid}")
+
+
+def _inode(rootfd: int, path: str) -> int | None:
     try:
-        status, user_ns = reader.thread(tid)
-    except Exception:
-        return Caller(tgid=-1, uid=uid, gid=gid, has_ptrace_cap=False)
-    cap = status.has_ptrace_cap and user_ns == own_user_ns
-    return Caller(tgid=status.tgid, uid=uid, gid=gid, has_ptrace_cap=cap, cap_prm=status.cap_prm)
+        return os.stat(path, dir_fd=rootfd).st_ino
+    except OSError:
+        return None
 
 
-def may_read(caller: Caller, target: Status, owner_uid: int, owner_gid: int) -> bool:
-    """__ptrace_may_access(task, PTRACE_MODE_READ_FSCREDS) from kernel/ptrace.c.
-
-    Same thread group: yes. Otherwise the caller's fsuid must equal the
-    target's real, effective and saved uid (gids likewise), or the caller holds
-    CAP_SYS_PTRACE. The capability LSM adds one more condition
-    (cap_ptrace_access_check in security/commoncap.c): without CAP_SYS_PTRACE,
-    the target's permitted capabilities must be a subset of the caller's, so a
-    user cannot read a same-uid process that holds file capabilities. Then a
-    target that is not dumpable needs CAP_SYS_PTRACE too. /proc does not print
-    the dumpable flag; it shows it through ownership:
-    /proc/<pid> belongs to the euid/egid when dumpable and to root otherwise
-    (task_dump_owner in fs/proc/base.c). For a target running as root:root the
-    two cases look alike, so we assume "not dumpable" (deny, the safe side).
-
-    A process with no address space (kernel thread, zombie) is readable by
-    anyone, as in /proc: proc_mem_open (fs/proc/base.c) only calls
-    mm_access's ptrace check when the task has an mm, so its smaps reads empty
-    to every user. The engine then serves it empty without reading anything.
-    """
-    if caller.tgid == target.tgid or not target.mm_counters:
-        return True
-    same_ids = all(u == caller.uid for u in target.uids[:3]) and all(g == caller.gid for g in target.gids[:3])
-    if caller.has_ptrace_cap:
-        return True
-    if not same_ids or target.cap_prm & ~caller.cap_prm:
-        return False
-    euid, egid = target.uids[1], target.gids[1]
-    return (owner_uid, owner_gid) == (euid, egid) and (euid, egid) != (0, 0)
+def _is_initial(rootfd: int) -> bool:
+    """Whether our user namespace is the initial one: its uid_map maps every id to itself (user_namespaces(7))."""
+    try:
+        return read_at(rootfd, "self/uid_map", False).split() == [b"0", b"0", b"4294967295"]
+    except OSError:
+        return True  # no user namespaces in this kernel (or a fake /proc): there is only the initial one
 
 
-def check(caller: Caller, target: Status, owner_uid: int, owner_gid: int) -> None:
-    if not may_read(caller, target, owner_uid, owner_gid):
-        raise AccessDenied(f"caller {caller.tgid} (uid {caller.uid}) may not read {target.tgid}")
+def _kernel() -> tuple[int, int]:
+    try:
+        major, minor = os.uname().release.split(".")[:2]
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+    except ValueError:
+        return (0, 0)

@@ -65,6 +65,17 @@ def within(member: str, group: str) -> bool:
     return group == ROOT or member == group or member.startswith(group + "/")
 
 
+def rebase(path: str | None, top: str) -> str | None:
+    """Cgroup ``path`` as a namespace rooted at ``top`` names it; None when it is outside (or None already)."""
+    if path is None or top == ROOT:
+        return path
+    if path == top:
+        return ROOT
+    if path.startswith(top + "/"):
+        return path[len(top) :]
+    return None
+
+
 def ancestors(path: str) -> list[str]:
     """A cgroup path and every cgroup above it, the root first."""
     out = [ROOT]

@@ -213,6 +213,15 @@ def _read_fd_into(fd: int, buf: bytearray) -> int:
         n += got
 
 
+def _root_of_map(text: bytes) -> int | None:
+    """The id outside that an id map (/proc/<pid>/uid_map: "inside outside count" lines) gives id 0 inside."""
+    for line in text.splitlines():
+        inside, outside, count = (int(x) for x in line.split())
+        if inside <= 0 < inside + count:
+            return outside - inside
+    return None
+
+
 class Process:
     """One process, pinned by an open /proc/<pid> directory.
 
@@ -268,6 +277,33 @@ class Process:
         from the dumpable rule, so only a file inside tells the two apart.
         """
         return os.stat("smaps", dir_fd=self._dirfd, follow_symlinks=False)
+
+    def smaps_owner(self) -> tuple[int, int]:
+        st = self.smaps_stat()
+        return st.st_uid, st.st_gid
+
+    def user_ns(self) -> int | None:
+        """The inode of the process's user namespace; None when it cannot be told (then nothing is granted by it)."""
+        try:
+            return os.stat("ns/user", dir_fd=self._dirfd).st_ino
+        except OSError:
+            return None
+
+    def open_user_ns(self) -> int:
+        """The process's user namespace, open (OSError when it is gone)."""
+        return os.open("ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+
+    def root_ids(self) -> tuple[int, int] | None:
+        """Our uid and gid of the root of the process's user namespace (uid_map, gid_map); None when unmapped.
+
+        The maps print the ids outside in the opener's namespace
+        (uid_m_show in kernel/user_namespace.c): ours.
+        """
+        try:
+            uid, gid = (_root_of_map(read_at(self._dirfd, name, False)) for name in ("uid_map", "gid_map"))
+        except (OSError, ValueError):
+            return None
+        return None if uid is None or gid is None else (uid, gid)
 
     @wrap_exceptions("cgroup")
     def cgroup(self) -> bytes:
@@ -325,8 +361,8 @@ class ProcReader:
         self.buffers = BufferPool()
         self._root_fd = -1
 
-    def _fd(self) -> int:
-        # Opened once: the caller's status is read relative to it on every request.
+    def root_fd(self) -> int:
+        """The procfs root, open (once): callers' status and ns files are read relative to it on every request."""
         if self._root_fd < 0:
             self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         return self._root_fd
@@ -337,7 +373,7 @@ class ProcReader:
 
         Not pinned: read once, for one request (see proc._access.identify).
         """
-        return caller_at(self._fd(), tid)
+        return caller_at(self.root_fd(), tid)
 
     @wrap_exceptions("open")
     def open(self, pid: int) -> Process:
@@ -354,7 +390,7 @@ class ProcReader:
         file when asked), or the domain error its reads met. The callers close
         the Processes. A text the parser refuses raises, as Process.probe does.
         """
-        items = probe_many(self._fd(), pids, cgroup)
+        items = probe_many(self.root_fd(), pids, cgroup)
         refused = next((item for item in items if isinstance(item, Exception)), None)
         if refused is not None:
             for item in items:  # close what was pinned before raising
@@ -386,4 +422,4 @@ class ProcReader:
 
     def user_ns(self, pid: int) -> int | None:
         """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
-        return _ns(self._fd(), f"{pid}/ns/user")
+        return _ns(self.root_fd(), f"{pid}/ns/user")

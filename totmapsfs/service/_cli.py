@@ -150,10 +150,11 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     from ..engine import Engine, SourceUnavailable, choose_source
     from ..fuse import Operations
     from ..parser import IMPLEMENTATION, MISSING_C
-    from ..proc import Cgroup2, ProcReader
+    from ..proc import Access, Cgroup2, ProcReader
     from ..tree import Tree
     from ..views import MetricsOptions, Views
     from ._mountpoint import check_host, prepare
+    from ._privileges import with_admin
 
     check_host()
     reader = ProcReader(args.proc)
@@ -161,7 +162,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
         source = choose_source(args.source, reader)
     except SourceUnavailable as exc:
         raise UserError(f"--source {args.source}: {exc}; use --source smaps or auto") from None
-    engine = Engine(reader, source, args.max_age)
+    engine = Engine(reader, source, args.max_age, access=Access(reader, privileged=with_admin))
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
         log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)

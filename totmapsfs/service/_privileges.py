@@ -1,4 +1,4 @@
-"""After mounting, keep only the capabilities serving needs: CAP_SYS_PTRACE to read, CAP_SYS_ADMIN to unmount.
+"""After mounting, keep only the capabilities serving needs: CAP_SYS_PTRACE to read, CAP_SYS_ADMIN to unmount, setns.
 
 Root starts with every capability. Once the FUSE connection exists the daemon
 only has to (a) read other users' /proc/<pid>/smaps(_rollup), which the kernel
@@ -8,7 +8,9 @@ which needs CAP_SYS_ADMIN (umount2). So: effective {CAP_SYS_PTRACE}, permitted
 {CAP_SYS_PTRACE, CAP_SYS_ADMIN}, the bounding and ambient sets cut to match, and
 no_new_privs — a bug in a request handler then cannot write root's files
 (no CAP_DAC_OVERRIDE), kill, load modules or mount; CAP_SYS_ADMIN comes back
-into the effective set only for the unmount. Python has no capset(2) and the
+into the effective set only for the unmount, and in the one thread that joins
+callers' cgroup namespaces to find where they begin (proc._cgroupns), for
+each setns(2). Python has no capset(2) and the
 libraries that wrap it (python-prctl, pycapng) need libcap headers to build, so
 this calls libc through ctypes: three syscalls are not worth a dependency.
 
@@ -23,12 +25,12 @@ import ctypes
 import ctypes.util
 import logging
 import os
+from collections.abc import Callable
 
-from ..proc import CAP_SYS_PTRACE
+from ..proc import CAP_SYS_ADMIN, CAP_SYS_PTRACE
 
 log = logging.getLogger("totmapsfs")
 
-CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 SERVING = frozenset({CAP_SYS_PTRACE})
 KEPT = frozenset({CAP_SYS_PTRACE, CAP_SYS_ADMIN})
 
@@ -102,6 +104,24 @@ def drop_after_mount() -> None:
         log.debug("capabilities now: effective %#x, permitted %#x", *_capget())
     except OSError as exc:
         log.warning("could not drop capabilities after mounting (%s); serving with the ones we have", exc)
+
+
+def with_admin(fn: Callable[[], None]) -> None:
+    """Call ``fn`` with CAP_SYS_ADMIN in this thread's effective set, lowered again after (per thread).
+
+    For joining a caller's cgroup namespace (setns(2) needs CAP_SYS_ADMIN;
+    proc._cgroupns does it in a thread of its own): the other threads'
+    sets are not touched, capabilities being per thread.
+    """
+    effective, permitted = _capget()
+    wanted = effective | (_mask(frozenset({CAP_SYS_ADMIN})) & permitted)
+    if wanted != effective:
+        _capset(wanted, permitted)
+    try:
+        fn()
+    finally:
+        if wanted != effective:
+            _capset(effective, permitted)
 
 
 def regain_for_unmount() -> None:

@@ -9,6 +9,7 @@ from ._inodes import (
     ROOT_INODE,
     SELF_INODE,
     SUMMARY_INODE,
+    THREAD_SELF_INODE,
     TOTMAPS_INODE,
     Attr,
     Inode,
@@ -19,7 +20,7 @@ from ._inodes import (
     pid_dir_inode,
     totmaps_inode,
 )
-from ._tree import Request, Tree
+from ._tree import Mixed, Request, Tree
 
 __all__ = [
     "CGROUP_INODE",
@@ -29,11 +30,13 @@ __all__ = [
     "ROOT_INODE",
     "SELF_INODE",
     "SUMMARY_INODE",
+    "THREAD_SELF_INODE",
     "TOTMAPS_INODE",
     "Attr",
     "CgroupDirs",
     "Inode",
     "Kind",
+    "Mixed",
     "Request",
     "Tree",
     "cgroup_inode",

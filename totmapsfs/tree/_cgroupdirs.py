@@ -14,8 +14,8 @@ import stat
 import threading
 
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
-from ..proc import ROOT, Cgroup2, child_path, parent_path
-from ._inodes import TOTMAPS, Attr, Kind, cgroup_inode, decode
+from ..proc import ROOT, Cgroup2, child_path, parent_path, within
+from ._inodes import CGROUP_INODE, TOTMAPS, Attr, Kind, cgroup_inode, decode
 
 # The id table is pruned of cgroups that no longer exist once it holds this
 # many more entries than were alive after the last pruning: hosts that create
@@ -80,35 +80,59 @@ class CgroupDirs:
 
     # -- the directories --------------------------------------------------------------
 
-    def path_of_inode(self, ino: int, want_file: bool) -> str:
-        """The cgroup a cgroup inode names; NotADirectory/NoSuchEntry when it is the other kind."""
+    def path_of_inode(self, ino: int, want_file: bool, top: str = ROOT) -> str:
+        """The cgroup a cgroup inode names for a caller whose namespace begins at ``top``.
+
+        NotADirectory/NoSuchEntry when it is the other kind, or a cgroup
+        outside ``top`` (a kernel dentry another caller's lookup left, until
+        it is revalidated).
+        """
         node = decode(ino)
         if node.kind is not Kind.CGROUP:
             raise NoSuchEntry(f"inode {ino}")
         if node.is_file != want_file:
             raise NotADirectory(f"inode {ino}") if node.is_file else NoSuchEntry(f"inode {ino}")
-        return self.path_of(node.number)
+        if node.number == 0:
+            return top
+        path = self.path_of(node.number)
+        if not within(path, top):
+            raise NoSuchEntry(f"inode {ino}")
+        return path
 
-    def attr(self, ino: int) -> Attr:
+    def attr(self, ino: int, top: str = ROOT) -> Attr:
         node = decode(ino)
-        return _attr(ino, node.is_file, self.cgroups.stat(self.path_of(node.number)))
+        return _attr(ino, node.is_file, self.cgroups.stat(self.path_of_inode(ino, node.is_file, top)))
 
-    def lookup(self, parent: int, name: bytes) -> Attr:
-        path = self.path_of_inode(parent, want_file=False)
+    def lookup(self, parent: int, name: bytes, top: str = ROOT) -> Attr:
+        path = self.path_of_inode(parent, want_file=False, top=top)
         if name == TOTMAPS:
-            return self.attr(cgroup_inode(self.id_of(path), True))
+            return _attr(self._inode(path, top, True), True, self.cgroups.stat(path))
         child = child_path(path, check_name(name))
         st = self.cgroups.stat(child)  # NoSuchEntry when there is no such cgroup; else its attributes too
-        return _attr(cgroup_inode(self.id_of(child), False), False, st)
+        return _attr(self._inode(child, top, False), False, st)
 
-    def listdir(self, ino: int, root: Attr) -> list[tuple[bytes, Attr]]:
+    def _inode(self, path: str, top: str, is_file: bool) -> int:
+        """The inode of directory ``path`` (or its totmaps) for a caller whose namespace begins at ``top``."""
+        return cgroup_inode(0 if path == top else self.id_of(path), is_file)
+
+    def listdir(self, ino: int, root: Attr, top: str = ROOT) -> list[tuple[bytes, Attr]]:
         """``.``, ``..`` (``root`` for the top), ``totmaps`` and the child cgroups of directory ``ino``."""
-        path = self.path_of_inode(ino, want_file=False)
-        ident = self.id_of(path)
+        path = self.path_of_inode(ino, want_file=False, top=top)
         st = self.cgroups.stat(path)  # one stat serves the directory and its totmaps
-        up = root if path == ROOT else self.attr(cgroup_inode(self.id_of(parent_path(path)), False))
-        entries = [(b".", _attr(ino, False, st)), (b"..", up), (TOTMAPS, _attr(cgroup_inode(ident, True), True, st))]
+        up = root if path == top else self.attr(self._inode(parent_path(path), top, False), top)
+        entries = [(b".", _attr(ino, False, st)), (b"..", up), (TOTMAPS, _attr(self._inode(path, top, True), True, st))]
         for name, child_st in self.cgroups.children(path):
-            child = cgroup_inode(self.id_of(child_path(path, name)), False)
+            child = self._inode(child_path(path, name), top, False)
             entries.append((os.fsencode(name), _attr(child, False, child_st)))  # the listing's stat: no second one
         return entries
+
+    def handed_out(self) -> list[tuple[int, bytes]]:
+        """(parent inode, name) of every cgroup entry we may have given the kernel: to invalidate them all."""
+        with self._lock:
+            paths = [p for p in self._ids if p != ROOT]
+        out = [(CGROUP_INODE, TOTMAPS)]
+        for path in paths:
+            parent, name = parent_path(path), path.rpartition("/")[2]
+            out.append((cgroup_inode(self.id_of(parent), False), os.fsencode(name)))
+            out.append((cgroup_inode(self.id_of(path), False), TOTMAPS))
+        return out

@@ -7,7 +7,7 @@ resolves to whatever process holds the pid when it is *opened*, and opening
 re-pins the process and keys every cached answer by (pid, start time): a
 reused pid never serves its predecessor's numbers.
 
-    1 .. 255            the root, "self" and the whole-system views (fixed)
+    1 .. 255            the root, "self", "thread-self" and the whole-system views (fixed)
     256 + 2*pid (+1)    a pid directory (its totmaps file)
     2**40 + 2*id (+1)   a cgroup directory (its totmaps file), id from CgroupDirs;
                         the cgroup2 root is the fixed CGROUP_INODE (CGROUP_TOTMAPS_INODE)
@@ -24,7 +24,8 @@ from ..errors import NameTooLong, NoSuchEntry
 ROOT_INODE = 1  # FUSE_ROOT_ID
 SELF_INODE = 2
 TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE = 3, 4, 5  # whole-system views
-CGROUP_INODE, CGROUP_TOTMAPS_INODE = 6, 7  # /cgroup and /cgroup/totmaps: the cgroup2 root
+CGROUP_INODE, CGROUP_TOTMAPS_INODE = 6, 7  # /cgroup and /cgroup/totmaps: the top of the caller's cgroup namespace
+THREAD_SELF_INODE = 8
 _PID_BASE = 256  # inodes below this are the fixed ones above
 # PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
 PID_MAX_LIMIT = 4 * 1024 * 1024
@@ -32,13 +33,14 @@ PID_MAX_LIMIT = 4 * 1024 * 1024
 _CGROUP_BASE = 1 << 40
 
 TOTMAPS = b"totmaps"
+LINKS = {b"self": SELF_INODE, b"thread-self": THREAD_SELF_INODE}
 CGROUP = b"cgroup"
 VIEW_FILES = {b"totmaps": TOTMAPS_INODE, b"summary": SUMMARY_INODE, b"metrics": METRICS_INODE}
 
 
 class Kind(Enum):
     ROOT = "root"
-    SELF = "self"
+    SELF = "self"  # /self and /thread-self: symlinks answered per caller
     VIEW = "view"  # /totmaps, /summary, /metrics
     PID = "pid"  # /<pid> and /<pid>/totmaps
     CGROUP = "cgroup"  # /cgroup/... and their totmaps
@@ -84,8 +86,8 @@ def decode(ino: int) -> Inode:
     """What ``ino`` names; NoSuchEntry for an inode we never hand out."""
     if ino == ROOT_INODE:
         return Inode(Kind.ROOT, 0, False)
-    if ino == SELF_INODE:
-        return Inode(Kind.SELF, 0, False)
+    if ino in (SELF_INODE, THREAD_SELF_INODE):
+        return Inode(Kind.SELF, ino, False)
     if ino in (TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE):
         return Inode(Kind.VIEW, ino, True)
     if ino in (CGROUP_INODE, CGROUP_TOTMAPS_INODE):

@@ -2,35 +2,45 @@
 
 Layout::
 
-    /               directory, lists "self" and one directory per thread-group id
+    /               directory, lists "self", "thread-self" and one directory per process
     /self           symlink to the caller's own process directory ("<tgid>")
+    /thread-self    symlink to the caller's thread ("<tid>": a thread id resolves, as in /proc)
     /<pid>/         directory, owned as /proc/<pid> is (the euid)
     /<pid>/totmaps  the summed smaps, mode 0444, size 0, owned as /proc/<pid>/smaps is
                     (root when the process is not dumpable)
     /totmaps, /summary, /metrics
                     whole-system views over what the caller may read (views.Views)
-    /cgroup/.../    the cgroup2 hierarchy, each directory with a totmaps of its subtree (CgroupDirs)
+    /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
+                    each directory with a totmaps of its subtree (CgroupDirs)
 
-Inodes are computed from what they name (``_inodes``).
+Every name is the caller's (issue 12): pids are numbered as the caller's pid
+namespace numbers them, and only processes it can see exist; ``cgroup/``
+begins where its cgroup namespace does. Inodes are computed from the names
+(``_inodes``), the same for every caller, and each request interprets them
+for its caller; the one thing that differs between callers is whether a name
+exists and what it is, which the kernel caches per dentry. So once a caller
+in another namespace has been seen, ``mixed`` tells the FUSE adapter to stop
+letting the kernel cache those entries.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import stat
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..engine import Engine, Probe
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
-from ..proc import Caller, identify
+from ..proc import ROOT, Caller, PidView
 from ..views import Plan, Views
 from ._cgroupdirs import CgroupDirs
 from ._inodes import (
     CGROUP,
     CGROUP_INODE,
+    LINKS,
     METRICS_INODE,
     ROOT_INODE,
     SELF_INODE,
@@ -55,19 +65,65 @@ class Request(NamedTuple):
     gid: int
 
 
+@dataclass
+class Mixed:
+    """Whether callers from other pid or cgroup namespaces than ours have been seen (then for good)."""
+
+    pids: bool = False
+    cgroups: bool = False
+    generation: int = 0  # bumped at each change, for the adapter to notice
+
+
 class Tree:
     """Answers the filesystem's questions from the engine, the views and the proc reader."""
 
     def __init__(self, engine: Engine, views: Views) -> None:
         self.engine = engine
         self.reader = engine.reader
+        self.access = engine.access
         self.views = views
         self.cgroup_dirs = CgroupDirs(views.cgroups)
         self.mounted_ns = time.time_ns()
-        self._own_user_ns = self.reader.user_ns(os.getpid())
+        self.mixed = Mixed()
+
+    # -- callers and their namespaces ---------------------------------------------------
 
     def caller(self, request: Request) -> Caller:
-        return identify(self.reader, request.tid, request.uid, request.gid, self._own_user_ns)
+        caller = self.access.identify(request.tid, request.uid, request.gid)
+        self._seen_pids(caller.pids)
+        return caller
+
+    def _seen_pids(self, view: PidView | None) -> None:
+        if view is not None and not view.ours and not self.mixed.pids:
+            self.mixed.pids = True
+            self.mixed.generation += 1
+
+    def _view(self, request: Request) -> PidView:
+        """The caller's pid namespace, for requests that need no more of it (one stat for our own)."""
+        view = self.access.pids.view_of(request.tid)
+        if view is None:
+            raise NoSuchEntry(f"the pid namespace of {request.tid}")  # it exited, or is above ours: sees nothing
+        self._seen_pids(view)
+        return view
+
+    def _host(self, view: PidView | None, pid: int) -> int:
+        """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it."""
+        host = None if view is None else self.access.pids.to_host(view, pid)
+        if host is None:
+            raise NoSuchEntry(str(pid))
+        return host
+
+    def cgroup_top(self, request: Request) -> str:
+        """Where the caller's cgroup namespace begins in the mirrored hierarchy; NoSuchEntry when it cannot be told."""
+        roots = self.access.cgroups
+        root = roots.root_of(request.tid)
+        if root != ROOT and not self.mixed.cgroups:
+            self.mixed.cgroups = True
+            self.mixed.generation += 1
+        top = None if root is None else self.views.cgroups.relative(root)
+        if top is None:
+            raise NoSuchEntry("cgroup")  # outside what we mirror, or not to be told
+        return top
 
     # -- attributes -----------------------------------------------------------
 
@@ -75,90 +131,109 @@ class Tree:
         # nlink 1: "unknown", so find(1) does not infer a subdirectory count.
         return Attr(ROOT_INODE, stat.S_IFDIR | 0o555, 1, 0, 0, self.mounted_ns)
 
-    def _self_attr(self) -> Attr:
-        return Attr(SELF_INODE, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_ns)
+    def _link_attr(self, ino: int) -> Attr:
+        return Attr(ino, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_ns)
 
     def _view_attr(self, ino: int) -> Attr:
         return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_ns)
 
-    def _pid_attr(self, pid: int, is_file: bool) -> Attr:
-        with self.reader.open(pid) as proc:
+    def _pid_attr(self, host: int, pid: int, is_file: bool) -> Attr:
+        """The directory (or totmaps) of the process we number ``host`` and the caller ``pid``."""
+        with self.reader.open(host) as proc:
             st = proc.smaps_stat() if is_file else proc.dir_stat()
         if is_file:
             return Attr(totmaps_inode(pid), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
         return Attr(pid_dir_inode(pid), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
 
-    def getattr(self, ino: int) -> Attr:
+    def getattr(self, ino: int, request: Request) -> Attr:
         node = decode(ino)
         if node.kind is Kind.ROOT:
             return self._root_attr()
         if node.kind is Kind.SELF:
-            return self._self_attr()
+            return self._link_attr(ino)
         if node.kind is Kind.VIEW:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.attr(ino)
-        return self._pid_attr(node.number, node.is_file)
+            return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
+        return self._pid_attr(self._host(self._view(request), node.number), node.number, node.is_file)
 
     # -- names ----------------------------------------------------------------
 
-    def lookup(self, parent: int, name: bytes) -> Attr:
+    def lookup(self, parent: int, name: bytes, request: Request) -> Attr:
         node = decode(parent)
         if node.kind is Kind.ROOT:
-            if name == b"self":
-                return self._self_attr()
+            if name in LINKS:
+                return self._link_attr(LINKS[name])
             if name in VIEW_FILES:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
-                return self.cgroup_dirs.attr(CGROUP_INODE)
-            return self._pid_attr(parse_pid(name), False)
+                return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
+            pid = parse_pid(name)
+            return self._pid_attr(self._host(self._view(request), pid), pid, False)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.lookup(parent, name)
+            return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {parent}")
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
-        return self._pid_attr(node.number, True)
+        return self._pid_attr(self._host(self._view(request), node.number), node.number, True)
 
-    def _root_entries(self) -> list[tuple[bytes, Attr]]:
-        root = self._root_attr()
-        entries = [(b".", root), (b"..", root), (b"self", self._self_attr())]
-        entries.extend((name, self._view_attr(ino)) for name, ino in VIEW_FILES.items())
-        try:
-            entries.append((CGROUP, self.cgroup_dirs.attr(CGROUP_INODE)))
-        except NoSuchEntry:
-            pass  # no cgroup2 mounted: no cgroup directory
+    def visible(self, view: PidView | None) -> list[tuple[int, int]]:
+        """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
         pids = self.reader.pids()
         self.engine.forget_dead(pids)
-        for pid in pids:
+        return self.access.pids.visible(view, pids)
+
+    def _root_entries(self, request: Request) -> list[tuple[bytes, Attr]]:
+        root = self._root_attr()
+        entries = [(b".", root), (b"..", root)]
+        entries.extend((name, self._link_attr(ino)) for name, ino in LINKS.items())
+        entries.extend((name, self._view_attr(ino)) for name, ino in VIEW_FILES.items())
+        try:
+            entries.append((CGROUP, self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))))
+        except NoSuchEntry:
+            pass  # no cgroup2 mounted, or none the caller has: no cgroup directory
+        for host, pid in self.visible(self._view(request)):
             try:
-                entries.append((str(pid).encode(), self._pid_attr(pid, False)))
+                entries.append((str(pid).encode(), self._pid_attr(host, pid, False)))
             except NoSuchEntry:
                 continue  # exited between listing and stat, as /proc would skip it
         return entries
 
-    def listdir(self, ino: int) -> list[tuple[bytes, Attr]]:
+    def listdir(self, ino: int, request: Request) -> list[tuple[bytes, Attr]]:
         """A directory's entries with their attributes, as one snapshot."""
         node = decode(ino)
         if node.kind is Kind.ROOT:
-            return self._root_entries()
+            return self._root_entries(request)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.listdir(ino, self._root_attr())
+            return self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {ino}")
         pid = node.number
-        return [(b".", self._pid_attr(pid, False)), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(pid, True))]
+        host = self._host(self._view(request), pid)
+        here = self._pid_attr(host, pid, False)
+        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
 
     def readlink(self, ino: int, request: Request) -> bytes:
-        if ino != SELF_INODE:
+        if decode(ino).kind is not Kind.SELF:
             raise NoSuchEntry(f"inode {ino}")
         caller = self.caller(request)
-        if caller.tgid <= 0:
+        if caller.tgid <= 0 or caller.pids is None:
             # The caller is not visible in our pid namespace; /proc/self is
             # dangling there too.
             raise NoSuchEntry("self")
-        return str(caller.tgid).encode()
+        return str(caller.ns_tgid if ino == SELF_INODE else caller.ns_tid).encode()
+
+    def handed_out(self) -> list[tuple[int, bytes]]:
+        """(parent inode, name) of the entries the kernel may hold that differ between namespaces (see ``mixed``)."""
+        out: list[tuple[int, bytes]] = []
+        if self.mixed.pids:
+            out.extend((ROOT_INODE, str(pid).encode()) for pid in self.reader.pids())
+        if self.mixed.cgroups:
+            out.append((ROOT_INODE, CGROUP))
+            out.extend(self.cgroup_dirs.handed_out())
+        return out
 
     # -- contents -------------------------------------------------------------
 
@@ -179,7 +254,8 @@ class Tree:
                 # No answer can come from the cache, so there is nothing to
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
-            return self._open_pid(node.number, self.caller(request))
+            caller = self.caller(request)
+            return self._open_pid(self._host(caller.pids, node.number), caller)
         # One Caller for the whole read: a view checks every process against it.
         caller = self.caller(request)
         if ino == TOTMAPS_INODE:
@@ -187,8 +263,13 @@ class Tree:
         if ino == SUMMARY_INODE:
             return self.views.summary(caller)
         if ino == METRICS_INODE:
-            return self.views.metrics(caller)
-        return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True))
+            try:
+                top: str | None = self.cgroup_top(request)
+            except NoSuchEntry:
+                top = None  # no cgroup the caller can be shown: series without cgroup labels
+            return self.views.metrics(caller, top)
+        top = self.cgroup_top(request)
+        return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
 
     def read_file(self, ino: int, request: Request) -> bytes:
         """``open_file`` carried to its end in the calling thread (for the tests and the Python API)."""
@@ -213,7 +294,8 @@ class Tree:
             return self.engine.resolve(probe).text
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
-        return self.engine.totmaps(pid, self.caller(request)).text
+        caller = self.caller(request)
+        return self.engine.totmaps(self._host(caller.pids, pid), caller).text
 
 
 def _first(parts: Sequence[bytes]) -> bytes:

@@ -11,7 +11,7 @@ from typing import Generic, NamedTuple, TypeVar
 from ..engine import Engine
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
-from ..proc import Caller, Cgroup2, unified_path, within
+from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
 from ._metrics import MetricsOptions, render
 from ._snapshot import Row, Snapshot, total
 from ._summary import format_summary
@@ -100,22 +100,26 @@ class Views:
         *,
         cgroups: bool = False,
         keep: Callable[[str | None], bool] | None = None,
+        top: str | None = ROOT,
     ) -> Plan[Snapshot, T]:
         """One pass over every process ``caller`` may read (None: every process), as shares and a finish.
 
-        ``keep`` sees the process's cgroup path (in the mirrored hierarchy;
-        None when outside it) before the engine is asked, so a cgroup's view
-        never computes the memory of processes outside it. The shares may run
-        in parallel (the FUSE adapter runs them in its worker pool); ``finish``
-        gets their rows merged. Shares are interleaved, so that each gets as
-        many big processes.
+        The processes are those of the caller's pid namespace, and the rows
+        number them as it does. ``keep`` sees the process's cgroup path (in
+        the mirrored hierarchy; None when outside it) before the engine is
+        asked, so a cgroup's view never computes the memory of processes
+        outside it; the rows hold that path as a cgroup namespace beginning at
+        ``top`` names it (None: no cgroup). The shares may run in parallel (the
+        FUSE adapter runs them in its worker pool); ``finish`` gets their rows
+        merged. Shares are interleaved, so that each gets as many big processes.
         """
-        pids = self.engine.reader.pids()
+        access = self.engine.access
+        pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
         want_cgroup = cgroups or keep is not None
         n = self.threads_for(len(pids))
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
-        shares = [functools.partial(self._rows, pids[i::n], caller, want_cgroup, keep) for i in range(n)]
+        shares = [functools.partial(self._rows, pids[i::n], caller, want_cgroup, keep, top) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
@@ -130,21 +134,31 @@ class Views:
         return Plan(shares, merged)
 
     def snapshot(
-        self, caller: Caller | None, *, cgroups: bool = False, keep: Callable[[str | None], bool] | None = None
+        self,
+        caller: Caller | None,
+        *,
+        cgroups: bool = False,
+        keep: Callable[[str | None], bool] | None = None,
+        top: str | None = ROOT,
     ) -> Snapshot:
         """``plan``'s rows, its shares run one after the other here (for the Python API and the tests)."""
-        return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep).run()
+        return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep, top=top).run()
 
     def _rows(
-        self, pids: Sequence[int], caller: Caller | None, want_cgroup: bool, keep: Callable[[str | None], bool] | None
+        self,
+        pids: Sequence[tuple[int, int]],
+        caller: Caller | None,
+        want_cgroup: bool,
+        keep: Callable[[str | None], bool] | None,
+        top: str | None,
     ) -> Snapshot:
         engine, relative = self.engine, self.cgroups.relative
         rows = Snapshot()
         for at in range(0, len(pids), _CHUNK):
             chunk = pids[at : at + _CHUNK]
-            probed = engine.reader.probe_many(chunk, cgroup=want_cgroup)
+            probed = engine.reader.probe_many([host for host, _ in chunk], cgroup=want_cgroup)
             try:
-                for pid, item in zip(chunk, probed, strict=True):
+                for (pid, shown), item in zip(chunk, probed, strict=True):
                     try:
                         if isinstance(item, TotmapsError):
                             raise item
@@ -160,7 +174,8 @@ class Views:
                         self._warn_once(pid, exc)
                         continue
                     if totmaps.fields:
-                        rows.append(Row(pid, status.uids[1], status.name, path, totmaps.fields))
+                        cgroup = None if top is None else rebase(path, top)
+                        rows.append(Row(shown, status.uids[1], status.name, cgroup, totmaps.fields))
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
@@ -193,9 +208,11 @@ class Views:
             keep=lambda member: member is not None and within(member, path),
         )
 
-    def metrics(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
-        """MOUNT/metrics: the Prometheus text exposition of one snapshot."""
-        return self.plan(caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True)
+    def metrics(self, caller: Caller | None, top: str | None = ROOT) -> Plan[Snapshot, bytes]:
+        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``)."""
+        return self.plan(
+            caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
+        )
 
     def cgroup_members(self, caller: Caller | None, path: str) -> Snapshot:
         """The readable processes in cgroup ``path`` and below it (for the Python API and the tests)."""

@@ -1,0 +1,169 @@
+"""Cgroup namespace roots: where a caller's cgroup namespace begins, in the cgroup paths our /proc prints.
+
+A process in a cgroup namespace sees cgroup paths relative to the namespace's
+root (cgroup_path_ns in kernel/cgroup/cgroup.c), and the kernel has no file
+that names that root. It can be found by reading one process's
+/proc/<pid>/cgroup from both sides: from our namespace it reads ``R + p``,
+from inside the caller's ``p``. Reading from inside means a thread of ours
+joining that namespace (setns(2) with CLONE_NEWCGROUP, which needs
+CAP_SYS_ADMIN: the daemon raises it in that one thread only, see
+service._privileges). So one dedicated thread does it, once per namespace:
+a namespace's root is fixed when it is created, and the namespace is held
+open while we remember it, so its inode names no other meanwhile.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import ctypes.util
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from ._cgroup2 import ROOT, unified_path
+from ._namespaces import _Open
+from ._reader import ProcReader, read_at
+
+log = logging.getLogger("totmapsfs")
+T = TypeVar("T")
+
+CLONE_NEWCGROUP = 0x02000000  # include/uapi/linux/sched.h
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2) for the calling thread (os.setns is Python 3.12+)."""
+    if _libc.setns(fd, nstype) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def root_from(outside: str, inside: str) -> str | None:
+    """The namespace root ``R`` for a cgroup read as ``outside`` from our side and ``inside`` from the namespace's.
+
+    None when the two do not tell it: the process sits above the namespace's
+    root (inside reads "/../x"), or the two readings do not fit together.
+    """
+    if inside == ROOT:
+        return outside
+    if inside.startswith("/..") or not inside.startswith("/"):
+        return None
+    if outside == inside:
+        return ROOT
+    if outside.endswith(inside):
+        return outside[: -len(inside)]
+    return None
+
+
+def _direct(fn: Callable[[], T]) -> T:
+    return fn()
+
+
+class CgroupRoots:
+    """The root of each caller's cgroup namespace, as a path our /proc/<pid>/cgroup would print.
+
+    ``privileged`` runs a function with CAP_SYS_ADMIN raised in the calling
+    thread (the daemon lowers its effective set after mounting); by default
+    the function is just called, which suits a root process that kept it.
+    """
+
+    def __init__(self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] = _direct) -> None:
+        self._rootfd = reader.root_fd()
+        self._privileged = privileged
+        self.own: int | None
+        try:
+            self.own = os.stat("self/ns/cgroup", dir_fd=self._rootfd).st_ino
+        except OSError:
+            self.own = None
+        self._open = _Open()
+        self._roots: dict[int, str | None] = {}
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], str | None], concurrent.futures.Future[str | None]]]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._refused = False  # setns is not allowed us: no namespace's root can be found
+        self._stuck = False  # the thread could not come back to our namespace: it finds nothing more
+
+    def namespace_of(self, tid: int) -> int | None:
+        """The inode of thread ``tid``'s cgroup namespace; None when it cannot be told."""
+        try:
+            return os.stat(f"{tid}/ns/cgroup", dir_fd=self._rootfd).st_ino
+        except OSError:
+            return None
+
+    def root_of(self, tid: int) -> str | None:
+        """Where thread ``tid``'s cgroup namespace begins (ROOT: ours, or no namespaces at all); None: unknown."""
+        inode = self.namespace_of(tid)
+        if inode is None:
+            return ROOT if self.own is None else None
+        if inode == self.own:
+            return ROOT
+        if self._open.get(inode) is not None and inode in self._roots:
+            return self._roots[inode]
+        try:
+            fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
+        except OSError:
+            return None
+        if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
+            os.close(fd)
+            return None
+        root = self._in_thread(lambda: self._find(fd, tid))
+        if root is None and not self._refused:
+            os.close(fd)  # not told this time (the caller moved meanwhile): asked again next time
+            return None
+        self._roots[inode] = root
+        self._open.put(inode, fd)
+        return root
+
+    def _find(self, fd: int, tid: int) -> str | None:
+        """In the dedicated thread: join the namespace, read the caller's cgroup from inside, come back."""
+        if self._refused or self._stuck:
+            return None
+        own = os.open("self/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
+        try:
+            before = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
+            try:
+                self._privileged(lambda: setns(fd, CLONE_NEWCGROUP))
+            except OSError as exc:
+                self._refused = True
+                log.warning("cannot join callers' cgroup namespaces (%s): MOUNT/cgroup is refused to them", exc)
+                return None
+            try:
+                inside = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
+            finally:
+                try:
+                    self._privileged(lambda: setns(own, CLONE_NEWCGROUP))
+                except OSError as exc:
+                    self._stuck = True
+                    log.error("cannot return to our own cgroup namespace (%s): cgroup namespaces unknown now", exc)
+                    return None
+            after = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
+        except OSError:
+            return None
+        finally:
+            os.close(own)
+        if before is None or inside is None or before != after:
+            return None  # no cgroup2 line, or the caller moved meanwhile: not told this time
+        return root_from(before, inside)
+
+    def _in_thread(self, fn: Callable[[], str | None]) -> str | None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="totmapsfs-cgroupns", daemon=True)
+                self._thread.start()
+        done: concurrent.futures.Future[str | None] = concurrent.futures.Future()
+        self._jobs.put((fn, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            fn, done = self._jobs.get()
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # handed to the waiting caller
+                done.set_exception(exc)
