@@ -37,13 +37,15 @@ Each command is one JSON object on a line, each answer one line:
     agent    name, args, uid_map, gid_map
                                     another nsagent.py as a child, maps written from here
     to       name, cmd              a command for child agent "name"; its answer
+    park                            a thread that waits until EOF: its tid
     poll     step, timeout          the step again every 10 ms until it succeeds: its outcome,
                                     the seconds and the tries it took
     signal   pid, sig               kill(2), then wait for the state that follows (T or not T)
     close    name                   stop a child (EOF, then SIGKILL) and reap it
 
 A step is [kind, path] or ["thread", [steps...]]; kinds: readlink, read, listdir,
-stat (follows links), lstat. An outcome is {"ok": value} or {"errno": "ENOENT"}.
+stat (follows links), lstat; "{tid}" in a path is the calling thread's id. An
+outcome is {"ok": value} or {"errno": "ENOENT"}.
 EOF on stdin: every child is killed and reaped, then the agent exits; as a
 namespace's init that takes the whole namespace with it.
 """
@@ -130,7 +132,7 @@ def run_steps(steps: list[Any]) -> list[Any]:
         if step[0] == "thread":
             out.append(in_thread(step[1]))
         else:
-            out.append(outcome(KINDS[step[0]], step[1]))
+            out.append(outcome(KINDS[step[0]], step[1].replace("{tid}", str(threading.get_native_id()))))
     return out
 
 
@@ -178,6 +180,7 @@ def proc_state(pid: int) -> str:
 class Agent:
     def __init__(self) -> None:
         self.children: dict[str, subprocess.Popen[str]] = {}
+        self.unpark = threading.Event()
 
     def serve(self) -> None:
         print(json.dumps({"ready": whoami()}), flush=True)
@@ -190,6 +193,7 @@ class Agent:
             except Exception:
                 answer = {"error": traceback.format_exc()}
             print(json.dumps(answer), flush=True)
+        self.unpark.set()
         for name in list(self.children):
             self.op_close({"name": name})
 
@@ -207,6 +211,19 @@ class Agent:
             if run_steps(cmd["parts"]) == before:
                 return {"parts": before, "whole": whole, "tries": tries, "held": True}
         return {"parts": before, "whole": whole, "tries": attempts, "held": False}
+
+    def op_park(self, cmd: dict[str, Any]) -> int:
+        tids: list[int] = []
+        started = threading.Event()
+
+        def body() -> None:
+            tids.append(threading.get_native_id())
+            started.set()
+            self.unpark.wait()
+
+        threading.Thread(target=body, daemon=True).start()
+        started.wait(TIMEOUT)
+        return tids[0]
 
     def op_poll(self, cmd: dict[str, Any]) -> dict[str, Any]:
         t0 = time.monotonic()

@@ -28,9 +28,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from totmapsfs.harness import PY, WORKLOAD_SCRIPT, wait_for
 
 from . import PROGRAMS
+from .kernel import fields
 
 NSAGENT = PROGRAMS / "nsagent.py"
 
@@ -148,6 +151,10 @@ class _Calls:
             }
         )
         return Remote(self, name, answer["whoami"], answer["pid"])
+
+    def park(self) -> int:
+        """A thread of this agent that waits until the end: its thread id, in the agent's pid namespace."""
+        return self.send({"op": "park"})  # type: ignore[no-any-return]
 
     def signal(self, pid: int, sig: int) -> str:
         """kill(pid, sig) from this agent; for SIGSTOP/SIGCONT, returns once the state followed."""
@@ -332,12 +339,53 @@ def host_pid(pid_ns: str, ns_pid: int) -> int:
     raise AgentError(f"no process is {ns_pid} in {pid_ns}")
 
 
-def set_range(before: set[int], after: set[int], ours: set[int], what: str) -> None:
-    """``ours`` (a listing taken between ``before`` and ``after``) has every pid of both and none of neither."""
-    missing, extra = sorted((before & after) - ours), sorted(ours - (before | after))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} pids the kernel listed before and after are missing: {missing[:20]}")
-    if extra:
-        problems.append(f"{len(extra)} pids the kernel never listed are there: {extra[:20]}")
-    assert not problems, f"{what}: " + "; ".join(problems) + f" (the kernel's: {sorted(before)[:30]})"
+class Verdicts:
+    """The mount's answers against the kernel's, collected so that every kernel-side check runs first.
+
+    A kernel-side check that fails raises at once (AgentError, "set-up: ...");
+    a mount-side disagreement is noted, and :meth:`done` (the test's last line)
+    fails once, listing every one of them.
+    """
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def that(self, ok: object, message: str) -> bool:
+        if not ok:
+            self.problems.append(message)
+        return bool(ok)
+
+    def same(self, ours: object, kernel: object, what: str) -> bool:
+        return self.that(ours == kernel, f"{what}: the mount says {ours!r}, the kernel {kernel!r}")
+
+    def numbers(self, ours: dict[str, Any], kernel: dict[str, int], what: str) -> None:
+        """A totmaps read (an outcome) against the kernel's smaps_rollup fields for the same process."""
+        if not self.that(
+            "ok" in ours, f"{what}: the kernel reads it, the mount answers {strerror(ours.get('errno', ''))}"
+        ):
+            return
+        mine = fields(ours["ok"].encode())
+        rss = f"Rss {mine['Rss']} kB" if "Rss" in mine else "an empty file"
+        self.that(
+            mine == kernel,
+            f"{what}: the mount's numbers are not the kernel's ({rss}, the kernel's Rss {kernel['Rss']} kB)",
+        )
+
+    def pids(self, before: set[int], after: set[int], ours: set[int], what: str) -> None:
+        """``ours`` (a listing taken between ``before`` and ``after``) has every pid of both and none of neither."""
+        missing, extra = sorted((before & after) - ours), sorted(ours - (before | after))
+        self.that(
+            not missing, f"{what}: {len(missing)} pids the kernel listed before and after are missing: {missing[:20]}"
+        )
+        self.that(
+            not extra,
+            f"{what}: {len(extra)} pids the kernel never listed are there: {extra[:20]} "
+            f"(the kernel's: {sorted(before | after)[:30]})",
+        )
+
+    def done(self) -> None:
+        if self.problems:
+            pytest.fail(
+                f"the mount disagrees with the kernel ({len(self.problems)}):\n  - " + "\n  - ".join(self.problems),
+                pytrace=False,
+            )
