@@ -234,6 +234,25 @@ def test_sibling_namespaces_cannot_see_each_other(exact_mount: Mount) -> None:
     expect.done()
 
 
+def test_a_reused_pid_in_a_namespace_never_serves_the_old_numbers(mount_factory, pidns: Agent) -> None:
+    """With a long max-age: pid 300 of a namespace reused, and pid 300 of a sibling, each read right after."""
+    m, expect = mount_factory("--max-age", "3600").path, Verdicts()
+    sibling = Agent("--unshare", "mount,pid", "--proc", label="sibling")
+    try:
+        for agent, name, mib in ((pidns, "first", 8), (pidns, "second", 24), (sibling, "sibling's", 40)):
+            pid = agent.workload(name, "--marker", str(mib), at_pid=300)
+            with agent.stopped(pid):
+                kernel, ours = rollup_and_mount(agent, 300, m, f"the {name} pid 300")
+            assert mib * MIB <= kernel["Rss"] < (mib + 16) * MIB, f"set-up: the {name} pid 300's Rss: {kernel['Rss']}"
+            mine = fields(ours["ok"].encode()).get("Rss") if "ok" in ours else answer(ours)
+            expect.same(mine, kernel["Rss"], f"MOUNT/300/totmaps' Rss, the {name} pid 300 of a namespace")
+            if name == "first":
+                agent.send({"op": "close", "name": name})  # EOF: it exits, and 300 is free again
+    finally:
+        sibling.close()
+    expect.done()
+
+
 # -- the views' pids --------------------------------------------------------------------------
 
 

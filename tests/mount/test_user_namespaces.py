@@ -201,3 +201,23 @@ def test_summary_lists_what_the_caller_may_read(exact_mount: Mount, tree: Tree, 
         expect.that(not rows & refused, f"{caller_name}'s summary lists pids it may not read: {sorted(rows & refused)}")
         expect.that(readable <= rows, f"{caller_name}'s summary lacks pids it may read: {sorted(readable - rows)}")
     expect.done()
+
+
+@pytest.mark.parametrize("caller_name", ["R", "N", "N2", "B"])
+def test_owners_show_as_in_the_callers_proc(exact_mount: Mount, tree: Tree, caller_name: str) -> None:
+    """stat of MOUNT/<pid> and its totmaps give the owners the caller's /proc gives, mapped into its namespace."""
+    caller, m, expect = tree.callers[caller_name], exact_mount.path, Verdicts()
+    for target, pid in tree.targets.items():
+        got = caller.run(
+            ["stat", f"/proc/{pid}"],
+            ["stat", f"/proc/{pid}/smaps"],
+            ["stat", str(m / str(pid))],
+            ["stat", str(m / str(pid) / "totmaps")],
+        )
+        kernel = [(value(r)["uid"], value(r)["gid"]) for r in got[:2]]
+        ours = [(r["ok"]["uid"], r["ok"]["gid"]) if "ok" in r else answer(r) for r in got[2:]]
+        expect.same(ours, kernel, f"{caller_name}'s stat of MOUNT/{pid} and its totmaps ({target}): (uid, gid)")
+    own = caller.run(["stat", f"/proc/{tree.targets['host-root']}"], ["stat", f"/proc/{caller.pid}"])
+    if caller_name != "B" and own[0]["ok"]["uid"] != 65534:  # unmapped ids show as the overflow id
+        raise AgentError(f"set-up: {caller_name} sees host root's process owned by {own[0]}")
+    expect.done()
