@@ -234,9 +234,11 @@ def test_sibling_namespaces_cannot_see_each_other(exact_mount: Mount) -> None:
     expect.done()
 
 
-def test_a_reused_pid_in_a_namespace_never_serves_the_old_numbers(mount_factory, pidns: Agent) -> None:
+def test_a_reused_pid_in_a_namespace_never_serves_the_old_numbers(mount_factory) -> None:
     """With a long max-age: pid 300 of a namespace reused, and pid 300 of a sibling, each read right after."""
     m, expect = mount_factory("--max-age", "3600").path, Verdicts()
+    # Both made after the mount: a mount namespace copied before it would not have it.
+    pidns = Agent("--unshare", "mount,pid", "--proc", label="pidns")
     sibling = Agent("--unshare", "mount,pid", "--proc", label="sibling")
     try:
         for agent, name, mib in ((pidns, "first", 8), (pidns, "second", 24), (sibling, "sibling's", 40)):
@@ -250,6 +252,7 @@ def test_a_reused_pid_in_a_namespace_never_serves_the_old_numbers(mount_factory,
                 agent.send({"op": "close", "name": name})  # EOF: it exits, and 300 is free again
     finally:
         sibling.close()
+        pidns.close()
     expect.done()
 
 

@@ -66,14 +66,23 @@ def within(member: str, group: str) -> bool:
 
 
 def rebase(path: str | None, top: str) -> str | None:
-    """Cgroup ``path`` as a namespace rooted at ``top`` names it; None when it is outside (or None already)."""
+    """Cgroup ``path`` as a cgroup namespace rooted at ``top`` names it (None stays None).
+
+    A cgroup outside the namespace's root reads as the kernel writes it there:
+    up to the common ancestor, then down ("/../system.slice/x", from
+    kernfs_path_from_node via cgroup_path_ns).
+    """
     if path is None or top == ROOT:
         return path
     if path == top:
         return ROOT
     if path.startswith(top + "/"):
         return path[len(top) :]
-    return None
+    up, down = top.strip("/").split("/"), [] if path == ROOT else path.strip("/").split("/")
+    common = 0
+    while common < min(len(up), len(down)) and up[common] == down[common]:
+        common += 1
+    return "/" + "/".join([".."] * (len(up) - common) + down[common:])
 
 
 def ancestors(path: str) -> list[str]:

@@ -111,8 +111,8 @@ def _cgroup_sums(rows: Sequence[Row], depth: int | None) -> tuple[dict[str, dict
     counts: dict[str, int] = {}
     for row in rows:
         path = row.cgroup
-        if path is None:
-            continue  # in no cgroup we mirror (Cgroup2.relative)
+        if path is None or path.startswith("/.."):
+            continue  # in no cgroup we mirror (Cgroup2.relative), or outside the caller's namespace root
         uss = row.uss
         for group in ancestors(path)[: None if depth is None else depth + 1]:
             acc = sums.setdefault(group, {})
