@@ -38,14 +38,15 @@ def add(dicts) -> dict[str, int]:
 
 def summary_rows(text: str) -> dict[int, dict[str, object]]:
     lines = text.splitlines()
-    assert lines[0].split() == ["PID", "USER", *SUMMARY_FIELDS, "COMMAND"]
+    assert lines[0].split() == ["PID", "USER", *SUMMARY_FIELDS, "AGE", "COMMAND"]
     rows = {}
     for line in lines[1:]:
         cells = line.split()
-        assert len(cells) == 8, line  # awk-splittable: no whitespace inside a cell
+        assert len(cells) == 9, line  # awk-splittable: no whitespace inside a cell
         rows[int(cells[0])] = {
             "user": cells[1],
-            "comm": cells[7],
+            "age": float(cells[7]),
+            "comm": cells[8],
             **dict(zip(SUMMARY_FIELDS, map(int, cells[2:7]), strict=True)),
         }
     return rows

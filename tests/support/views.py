@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+COUNTERS = {"totmapsfs_walks", "totmapsfs_walk_seconds", "totmapsfs_held_answers"}
+
 
 def metrics(text: str) -> dict[str, list]:
     """Family name -> samples, through prometheus_client's own parser (which rejects malformed text)."""
     out = {}
     for family in text_string_to_metric_families(text):
-        assert family.type == "gauge" and family.documentation, family.name
+        # Counters are the engine's running totals, named *_total (the walks); the rest are gauges.
+        assert family.type == ("counter" if family.name in COUNTERS else "gauge") and family.documentation, family.name
         out[family.name] = family.samples
     return out

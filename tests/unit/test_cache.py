@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from totmapsfs.engine import Cache
+from totmapsfs.engine import Cache, WalkBudget
 from totmapsfs.errors import Busy
 
 
@@ -110,3 +110,104 @@ def test_a_failed_computation_is_not_shared() -> None:
         cache.get_or_compute((1, 1), "s", broken)
     compute, calls = counting()
     assert cache.get_or_compute((1, 1), "s", compute) == "answer" and len(calls) == 1
+
+
+# -- the walk duty and the budget (issue 14) --------------------------------------------
+
+
+def walking(clock: Clock, seconds: float, value: object = "answer"):
+    """A computation that takes ``seconds`` on the cache's clock."""
+    calls: list[int] = []
+
+    def compute() -> tuple[object, bool]:
+        calls.append(1)
+        clock.now += seconds
+        return f"{value}{len(calls)}", True
+
+    return compute, calls
+
+
+def test_a_process_walked_recently_is_held_until_its_duty_allows() -> None:
+    clock = Clock()
+    cache: Cache[object] = Cache(1, duty=0.05, clock=clock)
+    compute, calls = walking(clock, 0.010)  # 10 ms: not due again for 200 ms after it began
+    assert cache.get_or_compute((1, 1), "s1", compute) == "answer1"
+    clock.now += 0.150  # 160 ms after the walk began; the process changed
+    assert cache.get_or_compute((1, 1), "s2", compute) == "answer1" and cache.counters.held == 1
+    assert cache.lookup((1, 1), "s3") == "answer1"  # the event loop's look gets it too
+    clock.now += 0.045  # 205 ms: due
+    assert cache.get_or_compute((1, 1), "s2", compute) == "answer2"
+    clock.now += 5  # past max-age, and far past the duty: walked again, even if unchanged
+    assert cache.get_or_compute((1, 1), "s2", compute) == "answer3" and len(calls) == 3
+
+
+def test_short_walks_and_duty_one_are_never_held() -> None:
+    for duty, seconds in ((0.05, 0.0005), (1.0, 0.5)):
+        clock = Clock()
+        cache: Cache[object] = Cache(0, duty=duty, clock=clock)
+        compute, calls = walking(clock, seconds)
+        for sig in ("a", "b", "c"):
+            cache.get_or_compute((1, 1), sig, compute)
+        assert (len(calls), cache.counters.held, len(cache)) == (3, 0, 0), (duty, seconds)
+
+
+def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> None:
+    clock = Clock()
+    cache: Cache[object] = Cache(0, duty=0.05, clock=clock)
+    first, _ = walking(clock, 0.002)
+    cache.get_or_compute((1, 1), "a", first)
+    clock.now += 1  # due again
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> tuple[object, bool]:
+        entered.set()
+        release.wait(10)
+        return "new", True
+
+    owner = threading.Thread(target=cache.get_or_compute, args=((1, 1), "b", slow))
+    owner.start()
+    try:
+        assert entered.wait(10)
+        assert cache.get_or_compute((1, 1), "c", counting()[0]) == "answer1"  # at once, the last answer
+        assert cache.counters.held_in_flight == 1 and cache.counters.joined == 0
+    finally:
+        release.set()
+        owner.join(10)
+
+
+class Bucket:
+    def __init__(self, allowed: bool) -> None:
+        self.allowed, self.spent = allowed, 0.0
+
+    def allow(self) -> bool:
+        return self.allowed
+
+    def spend(self, seconds: float) -> None:
+        self.spent += seconds
+
+
+def test_a_spent_budget_gives_the_last_answer_but_never_none() -> None:
+    clock = Clock()
+    cache: Cache[object] = Cache(1, clock=clock)
+    compute, calls = walking(clock, 0.25)
+    empty = Bucket(False)
+    assert cache.get_or_compute((1, 1), "a", compute, budget=empty) == "answer1"  # no answer yet: walked anyway
+    assert empty.spent == 0.25
+    assert cache.get_or_compute((1, 1), "b", compute, budget=empty) == "answer1" and cache.counters.deferred == 1
+    assert cache.get_or_compute((1, 1), "b", compute, budget=Bucket(True)) == "answer2" and len(calls) == 2
+
+
+def test_walk_budget_fills_at_its_rate_up_to_its_depth() -> None:
+    clock = Clock()
+    budget = WalkBudget(0.25, burst=10, clock=clock)
+    assert budget.available == 2.5 and budget.allow()
+    budget.spend(3.0)  # a long walk: into debt
+    assert not budget.allow()
+    clock.now += 1.0  # +0.25
+    assert not budget.allow()
+    clock.now += 1.1
+    assert budget.allow() and abs(budget.available - 0.025) < 1e-9
+    clock.now += 1000
+    assert budget.available == 2.5
+    with pytest.raises(ValueError):
+        WalkBudget(0)

@@ -17,6 +17,7 @@ from totmapsfs.views import (
     MetricsOptions,
     Row,
     Snapshot,
+    WalkStats,
     format_summary,
     one_word,
     parse_fields,
@@ -63,22 +64,41 @@ def test_one_word_and_summary_format() -> None:
     assert one_word("") == "-"
     assert one_word("nb\u00a0sp") == "nb\\302\\240sp"
     rows = [
-        Row(1, 0, "init", None, {"Rss": 10, "Pss": 5, "Private_Dirty": 3}),
-        Row(22, NOBODY, "a b", None, {"Rss": 1000, "Pss": 500, "Swap": 7, "SwapPss": 2}),
+        Row(1, 0, "init", None, {"Rss": 10, "Pss": 5, "Private_Dirty": 3}, age=0.04),
+        Row(22, NOBODY, "a b", None, {"Rss": 1000, "Pss": 500, "Swap": 7, "SwapPss": 2}, age=12.36),
     ]
     text = format_summary(rows).decode()
     assert text.splitlines() == [
-        "PID USER    Rss Pss USS Swap SwapPss COMMAND",
-        " 22 nobody 1000 500   0    7       2 a\\040b",
-        "  1 root     10   5   3    0       0 init",
+        "PID USER    Rss Pss USS Swap SwapPss  AGE COMMAND",
+        " 22 nobody 1000 500   0    7       2 12.4 a\\040b",
+        "  1 root     10   5   3    0       0  0.0 init",
     ]
-    assert format_summary([]).decode() == "PID USER Rss Pss USS Swap SwapPss COMMAND\n"
+    assert format_summary([]).decode() == "PID USER Rss Pss USS Swap SwapPss AGE COMMAND\n"
 
 
-def snapshot(rows: list[Row], left_out: int = 0) -> Snapshot:
+def snapshot(rows: list[Row], left_out: int = 0, stats: WalkStats | None = None) -> Snapshot:
     s = Snapshot(rows)
     s.left_out = left_out
+    s.stats = stats
     return s
+
+
+def test_metrics_show_ages_and_walking() -> None:
+    rows = [
+        Row(7, 0, "big", "/", {"Rss": 9, "Pss": 9}, age=31.5, walk=1.5),
+        Row(8, 0, "small", "/", {"Rss": 1, "Pss": 1}, age=0.25, walk=0.0001),
+    ]
+    stats = WalkStats("rollup", walks=12, walk_seconds=3.25, held=5, held_in_flight=2, deferred=1)
+    fams = metrics(render(snapshot(rows, stats=stats), MetricsOptions()).decode())
+    assert {s.labels["pid"]: s.value for s in fams["totmapsfs_process_age_seconds"]} == {"7": 31.5, "8": 0.25}
+    assert {s.labels["pid"]: s.value for s in fams["totmapsfs_process_walk_seconds"]} == {"7": 1.5, "8": 0.0001}
+    assert fams["totmapsfs_oldest_answer_seconds"][0].value == 31.5
+    assert [(s.name, s.labels, s.value) for s in fams["totmapsfs_walk_seconds"]] == [
+        ("totmapsfs_walk_seconds_total", {"source": "rollup"}, 3.25)
+    ]
+    assert fams["totmapsfs_walks"][0].value == 12
+    held = {s.labels["reason"]: s.value for s in fams["totmapsfs_held_answers"]}
+    assert held == {"not_due": 5, "walk_in_flight": 2, "budget": 1}
 
 
 def test_metrics_cardinality_options() -> None:
@@ -101,6 +121,7 @@ def test_metrics_cardinality_options() -> None:
     assert set(fams) == {
         "totmapsfs_processes",
         "totmapsfs_processes_left_out",
+        "totmapsfs_oldest_answer_seconds",
         "totmapsfs_cgroup_processes",
         "totmapsfs_cgroup_pss_bytes",
         "totmapsfs_cgroup_uss_bytes",
@@ -125,8 +146,10 @@ WEIRD = st.text(st.sampled_from('ab"\\\n{}=, \t\u00e9\u2603\U0001f600'), max_siz
     top=st.integers(0, 5),
     depth=st.none() | st.integers(0, 3),
     left_out=st.integers(0, 3),
+    ages=st.floats(0, 1e6),
+    walked=st.none() | st.floats(0, 1e9),
 )
-def test_our_exposition_is_prometheus_clients(comms, values, top, depth, left_out) -> None:
+def test_our_exposition_is_prometheus_clients(comms, values, top, depth, left_out, ages, walked) -> None:
     """The fast renderer writes exactly what prometheus_client's generate_latest writes, for any label text."""
     names = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Private_Hugetlb", "Swap")
     rows = [
@@ -136,10 +159,13 @@ def test_our_exposition_is_prometheus_clients(comms, values, top, depth, left_ou
             comm,
             None if pid % 4 == 0 else f"/a{pid % 2}/{comm or 'x'}.service",
             dict(zip(names, [v + pid for v in values], strict=True)),
+            ages / pid,
+            ages / 7,
         )
         for pid, comm in enumerate(comms, 1)
     ]
-    snap = snapshot(rows, left_out)
+    stats = None if walked is None else WalkStats("smaps", len(comms), walked, top, left_out, 1)
+    snap = snapshot(rows, left_out, stats)
     for options in (MetricsOptions(top, depth), MetricsOptions(top, depth, ("Pss", "USS"))):
         ours = render(snap, options, names)
         assert ours == render_with_client(snap, options, names)

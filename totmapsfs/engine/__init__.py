@@ -1,7 +1,9 @@
 """The engine and its cache: what a process's totmaps is, and when an earlier answer may stand for it."""
 
-from ._cache import DEFAULT_CAPACITY, Cache, Counters, Key
+from ._budget import DEFAULT_WALK_BUDGET, WalkBudget
+from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 from ._engine import (
+    DEFAULT_DUTY,
     DEFAULT_MAX_AGE,
     Engine,
     Probe,
@@ -16,7 +18,10 @@ from ._engine import (
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "DEFAULT_DUTY",
     "DEFAULT_MAX_AGE",
+    "DEFAULT_WALK_BUDGET",
+    "Budget",
     "Cache",
     "Counters",
     "Engine",
@@ -26,6 +31,7 @@ __all__ = [
     "Source",
     "SourceUnavailable",
     "Totmaps",
+    "WalkBudget",
     "boot_tick",
     "choose_source",
     "totmaps",

@@ -1,11 +1,27 @@
 """The answer cache: one entry per process identity, valid while its memory generation holds and for max-age.
 
-An answer is served from the cache only when it was computed for the same key
-(pid *and* start time, so a reused pid never sees its predecessor's numbers),
-no more than ``max_age`` seconds ago on the injected clock, and the process's
-signature (its memory generation, see ``_engine``) is unchanged since.
-Concurrent readers of one key in one state share one computation: the first
-computes, the others join its *flight* and take its answer.
+An answer is *fresh* when it was computed for the same key (pid *and* start
+time, so a reused pid never sees its predecessor's numbers), no more than
+``max_age`` seconds ago on the injected clock, and the process's signature
+(its memory generation, see ``_engine``) is unchanged since. Concurrent
+readers of one key in one state share one computation: the first computes,
+the others join its *flight* and take its answer.
+
+The walk duty (issue 14) bounds how much of the time any one process is
+walked: computing an answer reads smaps, which holds the target's mmap lock
+for as long as the walk takes. With a duty D below 1, a key whose last
+computation began at ``t`` and took ``w`` seconds is not computed again
+before ``t + w / D``, however it changed and whatever ``max_age`` says:
+until then its last answer is *held*, served at once. So is it while another
+reader's computation of it is under way: no reader waits behind a walk that
+is not its own, except when there is no answer yet. Walks shorter than
+``DUTY_FLOOR`` are not held at all: at 5% a 100 µs walk (a small Python
+process) would hold its answer for 2 ms, long enough to serve a reader that
+changed the process and reads it right back (tests/mount's "very next read")
+an old answer, for a walk that costs the target less than a fault. A
+``WalkBudget`` passed in
+adds a bound across processes: when it is spent, a key with an answer gets
+that answer rather than a walk.
 
 A computation also says whether its answer may be kept at all (the first-tick
 rule in ``_engine``): one that may not is served to its own reader only, never
@@ -19,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ..errors import Busy
 
@@ -27,13 +43,16 @@ V = TypeVar("V")
 Key = tuple[int, int]  # (pid, start time in clock ticks)
 
 DEFAULT_CAPACITY = 8192
+DUTY_FLOOR = 0.001  # seconds: a walk shorter than this is never held for the duty
 
 
 @dataclass(slots=True)
 class _Entry(Generic[V]):
     signature: Hashable
-    at: float  # when it was computed, on the cache's clock
+    at: float  # when its computation began, on the cache's clock
     value: V
+    walk: float = 0.0  # how long the computation took
+    until: float = 0.0  # no use after this: fresh no longer, and held no longer (the duty)
 
 
 @dataclass(slots=True)
@@ -49,18 +68,38 @@ class _Flight(Generic[V]):
 
 @dataclass(slots=True)
 class Counters:
-    hits: int = 0
-    misses: int = 0
-    joined: int = 0
+    hits: int = 0  # fresh answers served
+    misses: int = 0  # computations begun
+    joined: int = 0  # readers that waited for another's computation
+    held: int = 0  # older answers served: the process was walked too recently (the duty)
+    held_in_flight: int = 0  # ... another reader's walk of it was under way
+    deferred: int = 0  # ... the walk budget was spent
+    walks: int = 0  # computations finished
+    walk_seconds: float = 0.0  # their time in all
+
+
+class Budget(Protocol):
+    """A walk budget shared by many reads (engine.WalkBudget): may one more walk begin, and what it cost."""
+
+    def allow(self) -> bool: ...
+    def spend(self, seconds: float) -> None: ...
 
 
 class Cache(Generic[V]):
     """Answers by key; thread-safe (readers call it from worker threads)."""
 
     def __init__(
-        self, max_age: float, *, clock: Callable[[], float] = time.monotonic, capacity: int = DEFAULT_CAPACITY
+        self,
+        max_age: float,
+        *,
+        duty: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        capacity: int = DEFAULT_CAPACITY,
     ) -> None:
+        if not 0 < duty <= 1:
+            raise ValueError("the walk duty is a share of the time: above 0, at most 1")
         self.max_age = max_age
+        self.duty = duty
         self.capacity = capacity
         self.counters = Counters()
         self._clock = clock
@@ -78,13 +117,16 @@ class Cache(Generic[V]):
         compute: Callable[[], tuple[V, bool]],
         *,
         patience: float | None = None,
+        budget: Budget | None = None,
     ) -> V:
-        """The answer for ``key`` in state ``signature``: cached, joined, or ``compute()``'d.
+        """The answer for ``key`` in state ``signature``: cached, held, joined, or ``compute()``'d.
 
         ``compute`` returns the answer and whether it may be kept. With
         ``patience``, a key whose computation has been under way that long
         raises Busy instead of being waited for, whatever its signature: a new
-        computation would block the same way (see ``_engine``).
+        computation would block the same way (see ``_engine``). With
+        ``budget``, a key that has an answer is computed only if the budget
+        allows, and the computation's time is spent from it.
         """
         now = self._clock()
         with self._lock:
@@ -92,6 +134,10 @@ class Cache(Generic[V]):
             if hit is not None:
                 return hit
             flight = self._flights.get(key)
+            entry = self._entries.get(key)
+            if entry is not None and budget is not None and flight is None and not budget.allow():
+                self.counters.deferred += 1
+                return entry.value
             if flight is not None and patience is not None and now - flight.started >= patience:
                 raise Busy(key[0])
             owner = flight is None or flight.signature != signature
@@ -102,33 +148,49 @@ class Cache(Generic[V]):
                 self.counters.joined += 1
         assert flight is not None
         if owner:
-            return self._fly(key, flight, compute)
+            return self._fly(key, flight, compute, budget)
         return self._join(key, flight, compute, now, patience)
 
     def lookup(self, key: Key, signature: Hashable) -> V | None:
-        """The cached answer for ``key`` in state ``signature``, or None; never waits, never computes."""
+        """The answer for ``key`` in state ``signature`` if it is fresh or held, else None; never waits or computes."""
         now = self._clock()
         with self._lock:
             return self._hit(key, signature, now)
 
     def _hit(self, key: Key, signature: Hashable, now: float) -> V | None:
-        # Lock held.
+        """A fresh answer, or a held one (see the module docstring). Lock held."""
         entry = self._entries.get(key)
-        if entry is not None and entry.signature == signature and now - entry.at < self.max_age:
+        if entry is None:
+            return None
+        if entry.signature == signature and now - entry.at < self.max_age:
             self.counters.hits += 1
             return entry.value
+        if self.duty < 1 and entry.walk >= DUTY_FLOOR:
+            if now < entry.at + entry.walk / self.duty:
+                self.counters.held += 1
+                return entry.value
+            if key in self._flights:
+                self.counters.held_in_flight += 1
+                return entry.value
         return None
 
-    def _fly(self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]]) -> V:
+    def _fly(self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], budget: Budget | None) -> V:
         try:
             value, flight.keep = compute()
             flight.value = value
         finally:
+            walk = max(0.0, self._clock() - flight.started)
+            if budget is not None:
+                budget.spend(walk)
             with self._lock:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
-                if flight.value is not None and flight.keep and self.max_age > 0:
-                    self._store(key, _Entry(flight.signature, flight.started, flight.value))
+                self.counters.walks += 1
+                self.counters.walk_seconds += walk
+                held = walk / self.duty if self.duty < 1 and walk >= DUTY_FLOOR else 0.0
+                until = flight.started + max(self.max_age, held)
+                if flight.value is not None and flight.keep and until > flight.started:
+                    self._store(key, _Entry(flight.signature, flight.started, flight.value, walk, until))
                 flight.done = True
                 self._landed.notify_all()
         return value
@@ -147,16 +209,22 @@ class Cache(Generic[V]):
         return compute()[0]
 
     def _store(self, key: Key, entry: _Entry[V]) -> None:
-        # Lock held. Oldest first: expired entries can never be served again,
-        # so they go before the capacity bound bites.
+        # Lock held. Oldest first: entries past their use can never be served
+        # again, so they go before the capacity bound bites.
         self._entries[key] = entry
         self._entries.move_to_end(key)
-        horizon = entry.at - self.max_age
         while self._entries:
             oldest = next(iter(self._entries.values()))
-            if oldest.at >= horizon and len(self._entries) <= self.capacity:
+            if oldest.until > entry.at and len(self._entries) <= self.capacity:
                 break
             self._entries.popitem(last=False)
+
+    def age(self, key: Key) -> tuple[float, float] | None:
+        """(age, walk seconds) of the answer kept for ``key``, or None."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else (now - entry.at, entry.walk)
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""

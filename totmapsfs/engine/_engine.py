@@ -28,9 +28,13 @@ from enum import StrEnum
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
 from ..proc import Access, Caller, Process, ProcReader, Stat, Status
-from ._cache import DEFAULT_CAPACITY, Cache, Counters, Key
+from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 
 DEFAULT_MAX_AGE = 1.0  # seconds
+# The walk duty (issue 14, _cache): the share of the time any one process may
+# be walked. 5%: a process whose smaps take 15 ms to walk is walked at most
+# every 0.3 s, one of 4.5 s (a 200 GB process) every 90 s.
+DEFAULT_DUTY = 0.05
 
 Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory counters)
 
@@ -65,17 +69,21 @@ def choose_source(requested: Source | str, reader: ProcReader) -> Source:
 
 
 class Totmaps:
-    """One computed answer: the summed fields, and their file text (formatted when first asked for).
+    """One computed answer: the summed fields, their file text (formatted when first asked for), when and how long.
 
     The whole-system views need only the fields: formatting every process's
-    text for them would be wasted.
+    text for them would be wasted. ``at`` is when the walk began on the
+    engine's clock, ``walk`` how long it took: a view shows the answer's age
+    and the walk's cost.
     """
 
-    __slots__ = ("_text", "fields")
+    __slots__ = ("_text", "at", "fields", "walk")
 
-    def __init__(self, fields: dict[str, int], text: bytes | None = None) -> None:
+    def __init__(self, fields: dict[str, int], text: bytes | None = None, at: float = 0.0, walk: float = 0.0) -> None:
         self.fields = fields
         self._text = text
+        self.at = at
+        self.walk = walk
 
     @property
     def text(self) -> bytes:
@@ -106,6 +114,7 @@ class Engine:
         source: Source | str = Source.AUTO,
         max_age: float = DEFAULT_MAX_AGE,
         *,
+        duty: float = DEFAULT_DUTY,
         clock: Callable[[], float] = time.monotonic,
         tick: Callable[[], int] = boot_tick,
         capacity: int = DEFAULT_CAPACITY,
@@ -115,7 +124,8 @@ class Engine:
         self.reader = reader or ProcReader()
         self.access = access or Access(self.reader)
         self.source = choose_source(source, self.reader)
-        self.cache: Cache[Totmaps] = Cache(max_age, clock=clock, capacity=capacity)
+        self.cache: Cache[Totmaps] = Cache(max_age, duty=duty, clock=clock, capacity=capacity)
+        self.clock = clock
         self._tick = tick
         self._parse = parse
 
@@ -124,8 +134,17 @@ class Engine:
         return self.cache.max_age
 
     @property
+    def duty(self) -> float:
+        return self.cache.duty
+
+    @property
     def counters(self) -> Counters:
         return self.cache.counters
+
+    @property
+    def always_walks(self) -> bool:
+        """No answer can ever come from the cache: nothing kept for max-age, nor held for the duty."""
+        return self.cache.max_age == 0 and self.cache.duty >= 1
 
     def totmaps(self, pid: int, caller: Caller | None = None) -> Totmaps:
         """The totmaps of ``pid``; ``caller`` None means "as the daemon itself" (no check)."""
@@ -133,7 +152,12 @@ class Engine:
             return self.totmaps_of(proc, caller)[1]
 
     def totmaps_of(
-        self, proc: Process, caller: Caller | None = None, *, patience: float | None = None
+        self,
+        proc: Process,
+        caller: Caller | None = None,
+        *,
+        patience: float | None = None,
+        budget: Budget | None = None,
     ) -> tuple[Status, Totmaps]:
         """As ``totmaps``, for a process already pinned, with the status it was checked against.
 
@@ -142,7 +166,7 @@ class Engine:
         With ``patience``, see ``resolve``.
         """
         probe = self.probe(proc, caller)
-        return probe.status, self.resolve(probe, patience=patience)
+        return probe.status, self.resolve(probe, patience=patience, budget=budget)
 
     def probe(self, proc: Process, caller: Caller | None = None) -> Probe:
         """Who the process is and what state its memory is in, checked against ``caller``.
@@ -175,20 +199,23 @@ class Engine:
             return _EMPTY
         return self.cache.lookup(probe.key, probe.signature)
 
-    def resolve(self, probe: Probe, *, patience: float | None = None) -> Totmaps:
-        """The answer for a probed process: cached, shared with a reader computing it, or computed now.
+    def resolve(self, probe: Probe, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
+        """The answer for a probed process: cached, held, shared with a reader computing it, or computed now.
 
         May wait on the target's mmap lock (fs/proc/task_mmu.c takes it for
         every smaps read): worker threads only. With ``patience``, a process
         whose memory another reader has been reading for that long raises Busy
         instead of being waited for: a view must not hang on the one process
         whose mmap lock is held, only the reader that met it first does.
+        ``budget``: see WalkBudget.
         """
         key = probe.key
         if key is None:
             return _EMPTY
         proc = probe.proc
-        return self.cache.get_or_compute(key, probe.signature, lambda: self._compute(proc, key), patience=patience)
+        return self.cache.get_or_compute(
+            key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
+        )
 
     def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
         """The answer, and whether the process was still alive after its start tick ended.
@@ -197,6 +224,7 @@ class Engine:
         another key; if not, the answer must not be kept or shared.
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
+        started = self.clock()
         if self.source is Source.ROLLUP:
             text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
             fields, empty = self._parse(text), not text
@@ -208,9 +236,10 @@ class Engine:
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
         # through the same dirfd, answers for that one task or fails (ENOENT).
+        walk = self.clock() - started
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
-        return Totmaps(fields), tick > key[1]
+        return Totmaps(fields, at=started, walk=walk), tick > key[1]
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""

@@ -89,6 +89,16 @@ class Workload:
         if answer != "touched":
             raise HarnessError(f"workload answered {answer!r} to touch")
 
+    def latency(self) -> tuple[int, float, float, float]:
+        """(rounds, p50, p99, max in seconds) of its --latency rounds since the last call."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("latency\n")
+        self.proc.stdin.flush()
+        words = self._readline(30).split()
+        if len(words) != 5 or words[0] != "latency":
+            raise HarnessError(f"workload answered {' '.join(words)!r} to latency")
+        return int(words[1]), float(words[2]) / 1e6, float(words[3]) / 1e6, float(words[4]) / 1e6
+
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
         """SIGSTOP the process and its children so that their own memory holds still."""

@@ -5,6 +5,7 @@ the package would add its own mappings and memory to the process measured.
 
     workload.py [--mappings N] [--pages P] [--shared MiB] [--private MiB] [--marker MiB]
                 [--file PATH --file-pages P] [--nondumpable] [--children K] [--parent PID]
+                [--busy MS] [--latency MS]
 
 --mappings maps N anonymous regions of P written pages each, with a one-page
 hole between neighbours so the kernel can never merge them into one VMA.
@@ -13,10 +14,16 @@ or private anonymous memory (--marker: to tell processes apart by size).
 --file maps PATH MAP_PRIVATE and writes its first P pages. --children forks K
 copies that map all of it too (reading every page, as fork leaves shared pages
 to fault in lazily) and sleep. With no option it is a small idle process.
+--busy makes it a busy one (issue 14): a thread faults in one new page every
+MS milliseconds, so its memory generation never holds still. --latency adds
+a thread that every MS milliseconds maps 16 pages, faults them in and unmaps
+them, timing each round: munmap needs the mmap lock for writing, so a walk
+of our smaps (which holds it for reading) shows as a slow round.
 
 Prints "ready <pid> [child pids...]" once its memory is in place, then serves
 commands on stdin: "touch N" faults in N new anonymous pages and answers
-"touched"; EOF exits, its children with it. Every process dies with the one
+"touched"; "latency" answers "latency <rounds> <p50> <p99> <max>" (µs) of
+the rounds since the last ask; EOF exits, its children with it. Every process dies with the one
 that started it (PR_SET_PDEATHSIG, set here, after any setpriv changed the
 credentials, which clears it), so a test or benchmark killed with SIGKILL
 leaves nothing behind.
@@ -30,11 +37,13 @@ import mmap
 import os
 import signal
 import sys
+import threading
+import time
 
 PAGE = mmap.PAGESIZE
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
 PROT_READ, PROT_WRITE = 1, 2
-MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
+MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x20, 0x4000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -70,8 +79,49 @@ def make_mappings(count: int, pages: int) -> None:
 
 def written(mib: int, flags: int) -> mmap.mmap:
     m = mmap.mmap(-1, mib << 20, flags=flags | mmap.MAP_ANONYMOUS)
-    m.write(b"\x5a" * (mib << 20))
+    chunk = b"\x5a" * (1 << 20)  # a MiB at a time: no copy of the whole in our own heap
+    for _ in range(mib):
+        m.write(chunk)
     return m
+
+
+def busy(period: float) -> None:
+    """Fault in one new page every ``period`` seconds, for good (a reserve of 1 GiB: 4.5 min at 1 ms)."""
+    reserve = mmap.mmap(-1, 1 << 30, flags=MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+    for off in range(0, len(reserve), PAGE):
+        reserve[off] = 1
+        time.sleep(period)
+
+
+class Latency:
+    """Rounds of map, fault 16 pages, unmap, every ``period`` seconds, timed."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.lock = threading.Lock()
+        self.samples: list[float] = []
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self) -> None:
+        size = 16 * PAGE
+        while True:
+            t0 = time.perf_counter()
+            addr = _libc.mmap(None, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            if addr not in (None, MAP_FAILED):
+                ctypes.memset(addr, 1, size)
+                _libc.munmap(addr, size)
+            took = time.perf_counter() - t0
+            with self.lock:
+                self.samples.append(took)
+            time.sleep(self.period)
+
+    def report(self) -> str:
+        with self.lock:
+            got, self.samples = sorted(self.samples), []
+        if not got:
+            return "latency 0 0 0 0"
+        pick = [got[len(got) // 2], got[min(len(got) - 1, int(len(got) * 0.99))], got[-1]]
+        return "latency " + " ".join([str(len(got)), *(f"{x * 1e6:.0f}" for x in pick)])
 
 
 def fork_children(count: int, keep: list[mmap.mmap]) -> list[int]:
@@ -118,6 +168,8 @@ def main() -> None:
     p.add_argument("--nondumpable", action="store_true")
     p.add_argument("--children", type=int, default=0, help="forked copies sharing all of it")
     p.add_argument("--parent", type=int, default=os.getppid(), help="die with this process (default: our parent)")
+    p.add_argument("--busy", type=float, default=0, metavar="MS", help="fault in a new page every MS ms")
+    p.add_argument("--latency", type=float, default=0, metavar="MS", help="time a map/fault/unmap round every MS ms")
     args = p.parse_args()
 
     die_with(args.parent)
@@ -139,6 +191,9 @@ def main() -> None:
     if args.nondumpable:
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     children = fork_children(args.children, keep)
+    if args.busy:
+        threading.Thread(target=busy, args=(args.busy / 1000,), daemon=True).start()
+    latency = Latency(args.latency / 1000) if args.latency else None
 
     print("ready", os.getpid(), *children, flush=True)
     extra: list[mmap.mmap] = []
@@ -151,6 +206,8 @@ def main() -> None:
                     m[off] = 1
                 extra.append(m)
                 print("touched", flush=True)
+            elif cmd and cmd[0] == "latency":
+                print(latency.report() if latency else "latency 0 0 0 0", flush=True)
     finally:
         for pid in children:
             try:

@@ -9,7 +9,7 @@ import sys
 import types
 
 # Only what --help and usage errors need (no pyfuse3 import: see _run).
-from ..engine import DEFAULT_MAX_AGE, Source
+from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, Source
 from ..views import DEFAULT_TOP, parse_fields
 from ._mountpoint import UserError
 
@@ -27,6 +27,29 @@ def _max_age(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
+    return value
+
+
+def _share(text: str) -> float:
+    """A share of the time: a number above 0 and at most 1, or a percentage ("5%")."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share of the time: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1 (or 100%), not {text!r}")
+    return value
+
+
+def _budget(text: str) -> float | None:
+    if text == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share of one CPU: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, or off; not {text!r}")
     return value
 
 
@@ -85,7 +108,26 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_AGE,
         metavar="SECONDS",
         help=f"longest time a cached answer for an unchanged process is served (default {DEFAULT_MAX_AGE}; "
-        "0 disables the cache). A process whose own memory changed is always recomputed",
+        "0 disables the cache). A process whose own memory changed is recomputed, within --duty",
+    )
+    p.add_argument(
+        "--duty",
+        type=_share,
+        default=DEFAULT_DUTY,
+        metavar="SHARE",
+        help=f"the largest share of the time any one process is walked (default {DEFAULT_DUTY:g}, i.e. "
+        f"{DEFAULT_DUTY * 100:.0f}%%): reading smaps holds the process's mmap lock, so a process whose last walk took "
+        "W seconds is walked again no sooner than W/SHARE after it began, and readers get its last answer "
+        "meanwhile, whatever --max-age says. Walks under 1 ms are exempt. 1 turns this off",
+    )
+    p.add_argument(
+        "--walk-budget",
+        type=_budget,
+        default=DEFAULT_WALK_BUDGET,
+        metavar="CPUS",
+        help=f"share of one CPU the whole-system views (totmaps, summary, metrics, cgroup/) may spend walking "
+        f"(default {DEFAULT_WALK_BUDGET:g}); past it, processes that have an answer get that answer, oldest "
+        "walked first next time. off: no bound",
     )
     p.add_argument(
         "--threads",
@@ -147,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     # Imported late so that --help and usage errors work without pyfuse3.
-    from ..engine import Engine, SourceUnavailable, choose_source
+    from ..engine import Engine, SourceUnavailable, WalkBudget, choose_source
     from ..fuse import Operations
     from ..parser import IMPLEMENTATION, MISSING_C
     from ..proc import Access, Cgroup2, ProcReader
@@ -162,13 +204,19 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
         source = choose_source(args.source, reader)
     except SourceUnavailable as exc:
         raise UserError(f"--source {args.source}: {exc}; use --source smaps or auto") from None
-    engine = Engine(reader, source, args.max_age, access=Access(reader, privileged=with_admin))
+    access = Access(reader, privileged=with_admin)
+    engine = Engine(reader, source, args.max_age, duty=args.duty, access=access)
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
         log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)
     metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
-    views = Views(engine, Cgroup2(reader), metrics)
+    budget = None if args.walk_budget is None else WalkBudget(args.walk_budget)
+    views = Views(engine, Cgroup2(reader), metrics, budget)
     ops = Operations(Tree(engine, views), threads=args.threads)
-    detail = f" (source {engine.source.value}, max-age {args.max_age:g}s, parser {IMPLEMENTATION})"
+    budget_text = "off" if budget is None else f"{budget.rate:g} CPU"
+    detail = (
+        f" (source {engine.source.value}, max-age {args.max_age:g}s, duty {args.duty:.0%}, "
+        f"walk budget {budget_text}, parser {IMPLEMENTATION})"
+    )
     daemon.serve(ops, mountpoint, debug=args.debug, detail=detail)
     return 0

@@ -250,7 +250,7 @@ class Tree:
         if not node.is_file:
             raise NoSuchEntry(f"inode {ino}")
         if node.kind is Kind.PID:
-            if self.engine.max_age == 0:
+            if self.engine.always_walks:
                 # No answer can come from the cache, so there is nothing to
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)

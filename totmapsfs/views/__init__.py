@@ -13,7 +13,7 @@ from ._metrics import (
     render_with_client,
     snake,
 )
-from ._snapshot import USS_PARTS, Row, Snapshot, by_pss, total, user_name
+from ._snapshot import USS_PARTS, Row, Snapshot, WalkStats, by_pss, total, user_name
 from ._summary import SUMMARY_COLUMNS, format_summary, one_word
 from ._views import PASS_THREADS, PATIENCE, Plan, Views
 
@@ -32,6 +32,7 @@ __all__ = [
     "Snapshot",
     "SnapshotCollector",
     "Views",
+    "WalkStats",
     "by_pss",
     "families",
     "format_summary",

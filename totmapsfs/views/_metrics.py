@@ -1,4 +1,4 @@
-"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup and for the top processes."""
+"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup and for the top processes, and the walking."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString as _untyped_float_text
 
 from ..proc import ancestors
-from ._snapshot import Row, Snapshot, by_pss, total, user_name
+from ._snapshot import Row, Snapshot, WalkStats, by_pss, total, user_name
 
 # What each smaps field means (proc(5), Documentation/filesystems/proc.rst),
 # for the HELP lines; a field a newer kernel adds gets a generic line.
@@ -150,6 +150,15 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
             [((), float(snapshot.left_out))],
         ),
         Family(
+            "totmapsfs_oldest_answer_seconds",
+            "Age of the oldest answer in this snapshot: seconds since its smaps walk began. Above --max-age "
+            "only for a process walked too recently for its walk duty, or while the walk budget is spent",
+            "gauge",
+            (),
+            [((), max((r.age for r in rows), default=0.0))],
+        ),
+        *_walk_families(snapshot.stats),
+        Family(
             "totmapsfs_cgroup_processes",
             "Readable processes in the cgroup and its descendants",
             "gauge",
@@ -159,6 +168,21 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
     ]
     cgroup_labels = [(g,) for g in groups]
     process_labels = [(str(r.pid), r.comm, user_name(r.uid), r.cgroup or "") for r in top]
+    if top:
+        timings = (
+            ("age", "Seconds since the smaps walk behind this process's figures began", [r.age for r in top]),
+            ("walk", "Seconds that walk took, its process's mmap lock held meanwhile", [r.walk for r in top]),
+        )
+        for name, help_text, values in timings:
+            out.append(
+                Family(
+                    f"totmapsfs_process_{name}_seconds",
+                    f"{help_text} (the {options.top} processes with the largest Pss)",
+                    "gauge",
+                    ("pid", "comm", "user", "cgroup"),
+                    list(zip(process_labels, values, strict=True)),
+                )
+            )
     for name in names:
         help_text = FIELD_HELP.get(name, f"smaps field {name}")
         unit = snake(name)
@@ -183,6 +207,42 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
                 )
             )
     return out
+
+
+def _walk_families(stats: WalkStats | None) -> list[Family]:
+    """The engine's counters: walks and their time, and the answers served older than the process's state."""
+    if stats is None:
+        return []
+    source = ((stats.source,),)
+    return [
+        Family(
+            "totmapsfs_walks",
+            "smaps walks (computations of a process's totmaps) since the daemon started",
+            "counter",
+            ("source",),
+            [(source[0], float(stats.walks))],
+        ),
+        Family(
+            "totmapsfs_walk_seconds",
+            "Seconds spent walking smaps since the daemon started, each walk holding its process's mmap lock",
+            "counter",
+            ("source",),
+            [(source[0], stats.walk_seconds)],
+        ),
+        Family(
+            "totmapsfs_held_answers",
+            "Answers served from an earlier walk although the process had changed or --max-age had passed: "
+            "walked too recently for the walk duty (not_due), another reader's walk of it under way "
+            "(walk_in_flight), or the views' walk budget spent (budget)",
+            "counter",
+            ("reason",),
+            [
+                (("not_due",), float(stats.held)),
+                (("walk_in_flight",), float(stats.held_in_flight)),
+                (("budget",), float(stats.deferred)),
+            ],
+        ),
+    ]
 
 
 # Go's float formatting, as prometheus_client writes sample values (it ships no annotations).

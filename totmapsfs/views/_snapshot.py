@@ -21,6 +21,8 @@ class Row:
     comm: str  # the Name line of /proc/<pid>/status; the kernel escapes "\n" and "\\" in it
     cgroup: str | None  # its cgroup v2 path in the mirrored hierarchy, when asked for and inside it
     fields: Mapping[str, int]
+    age: float = 0.0  # seconds since the walk that gave these fields began
+    walk: float = 0.0  # how long that walk took
 
     @property
     def uss(self) -> int:
@@ -31,14 +33,30 @@ class Row:
         return self.fields.get("Pss", 0)
 
 
+@dataclass(frozen=True, slots=True)
+class WalkStats:
+    """The engine's walking since it started, as metrics counts it (engine.Counters)."""
+
+    source: str  # "rollup" or "smaps"
+    walks: int
+    walk_seconds: float
+    held: int  # older answers served: the process was walked too recently (the duty)
+    held_in_flight: int  # ... another reader's walk of it was under way
+    deferred: int  # ... the views' walk budget was spent
+
+
 class Snapshot(list[Row]):
-    """The rows of one pass, and how many processes it had to leave out (see Views)."""
+    """The rows of one pass, how many processes it had to leave out, and the walking behind it (see Views)."""
 
     left_out: int = 0
+    deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
+    stats: WalkStats | None = None
 
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)
         self.left_out += other.left_out
+        if other.deferred_at is not None and (self.deferred_at is None or other.deferred_at < self.deferred_at):
+            self.deferred_at = other.deferred_at
 
 
 def total(rows: Iterable[Row], names: Iterable[str] = ()) -> dict[str, int]:

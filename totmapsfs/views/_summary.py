@@ -1,4 +1,4 @@
-"""MOUNT/summary: one line per process, largest Pss first, padded for people and split by awk into 8 fields."""
+"""MOUNT/summary: one line per process, largest Pss first, padded for people and split by awk into 9 fields."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from collections.abc import Sequence
 
 from ._snapshot import Row, by_pss, user_name
 
-SUMMARY_COLUMNS = ("PID", "USER", "Rss", "Pss", "USS", "Swap", "SwapPss", "COMMAND")
+# AGE: seconds since the walk behind the row began (issue 14: an answer can be
+# older than --max-age for a process walked too recently, or under the views'
+# walk budget). Before COMMAND, which stays last: the one free-text column.
+SUMMARY_COLUMNS = ("PID", "USER", "Rss", "Pss", "USS", "Swap", "SwapPss", "AGE", "COMMAND")
 
 
 def one_word(text: str) -> str:
@@ -46,9 +49,10 @@ def format_summary(rows: Sequence[Row]) -> bytes:
                 str(r.uss),
                 str(f.get("Swap", 0)),
                 str(f.get("SwapPss", 0)),
+                f"{r.age:.1f}",
                 one_word(r.comm),
             )
         )
     widths = [max(map(len, column)) for column in list(zip(*table, strict=True))[:-1]]
-    line = "%{}s %-{}s %{}s %{}s %{}s %{}s %{}s %s\n".format(*widths)
+    line = "%{}s %-{}s %{}s %{}s %{}s %{}s %{}s %{}s %s\n".format(*widths)
     return "".join([line % cells for cells in table]).encode("utf-8", "surrogateescape")

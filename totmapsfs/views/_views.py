@@ -8,12 +8,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from ..engine import Engine
+from ..engine import Engine, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
 from ._metrics import MetricsOptions, render
-from ._snapshot import Row, Snapshot, total
+from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
 # A pass over many processes is split among this many threads: the /proc
@@ -32,6 +32,26 @@ _CHUNK = 64
 PATIENCE = 1.0
 
 log = logging.getLogger("totmapsfs")
+
+
+class _Watched:
+    """A share's view of the walk budget: whether the last walk it asked for was refused."""
+
+    __slots__ = ("budget", "denied")
+
+    def __init__(self, budget: WalkBudget) -> None:
+        self.budget = budget
+        self.denied = False
+
+    def allow(self) -> bool:
+        allowed = self.budget.allow()
+        self.denied = self.denied or not allowed
+        return allowed
+
+    def spend(self, seconds: float) -> None:
+        self.budget.spend(seconds)
+
+
 S = TypeVar("S")
 T = TypeVar("T")
 
@@ -66,10 +86,18 @@ class Views:
     process must not take the whole view down or hang it.
     """
 
-    def __init__(self, engine: Engine, cgroups: Cgroup2, metrics: MetricsOptions | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        cgroups: Cgroup2,
+        metrics: MetricsOptions | None = None,
+        budget: WalkBudget | None = None,
+    ) -> None:
         self.engine = engine
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
+        self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
+        self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
         self._warned: set[int] = set()  # pids already logged as left out: one line each, not one per poll
@@ -115,20 +143,34 @@ class Views:
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
+        # Begin where the budget ran out last time (Snapshot.deferred_at), so
+        # that under a spent budget every process gets its turn at a walk.
+        start = next((i for i, (host, _) in enumerate(pids) if host >= self._cursor), 0)
+        order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
         want_cgroup = cgroups or keep is not None
-        n = self.threads_for(len(pids))
+        n = self.threads_for(len(order))
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
-        shares = [functools.partial(self._rows, pids[i::n], caller, want_cgroup, keep, top) for i in range(n)]
+        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
             for part in parts:
                 rows.extend_from(part)
+            if rows.deferred_at is not None:
+                self._cursor = order[rows.deferred_at][1]
             # See threads_for. A heuristic, so unsynchronized.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             if misses or served:
                 self._cold = misses * 4 > served
+            rows.stats = WalkStats(
+                self.engine.source.value,
+                counters.walks,
+                counters.walk_seconds,
+                counters.held,
+                counters.held_in_flight,
+                counters.deferred,
+            )
             return finish(rows)
 
         return Plan(shares, merged)
@@ -146,19 +188,22 @@ class Views:
 
     def _rows(
         self,
-        pids: Sequence[tuple[int, int]],
+        pids: Sequence[tuple[int, int, int]],
         caller: Caller | None,
         want_cgroup: bool,
         keep: Callable[[str | None], bool] | None,
         top: str | None,
     ) -> Snapshot:
+        """The rows of (position in the pass, our pid, the caller's pid) ``pids``."""
         engine, relative = self.engine, self.cgroups.relative
+        budget = None if self.budget is None else _Watched(self.budget)
         rows = Snapshot()
+        now = engine.clock()
         for at in range(0, len(pids), _CHUNK):
             chunk = pids[at : at + _CHUNK]
-            probed = engine.reader.probe_many([host for host, _ in chunk], cgroup=want_cgroup)
+            probed = engine.reader.probe_many([host for _, host, _ in chunk], cgroup=want_cgroup)
             try:
-                for (pid, shown), item in zip(chunk, probed, strict=True):
+                for (position, pid, shown), item in zip(chunk, probed, strict=True):
                     try:
                         if isinstance(item, TotmapsError):
                             raise item
@@ -166,7 +211,12 @@ class Views:
                         path = relative(unified_path(text)) if text is not None else None
                         if keep is not None and not keep(path):
                             continue
-                        totmaps = engine.resolve(engine.checked(proc, stat, status, caller), patience=PATIENCE)
+                        probe = engine.checked(proc, stat, status, caller)
+                        totmaps = engine.resolve(probe, patience=PATIENCE, budget=budget)
+                        if budget is not None and budget.denied:
+                            budget.denied = False
+                            if rows.deferred_at is None or position < rows.deferred_at:
+                                rows.deferred_at = position
                     except (NoSuchEntry, AccessDenied):
                         continue  # gone since the listing, or not the caller's to read
                     except (Busy, SourceError) as exc:
@@ -175,7 +225,8 @@ class Views:
                         continue
                     if totmaps.fields:
                         cgroup = None if top is None else rebase(path, top)
-                        rows.append(Row(shown, status.uids[1], status.name, cgroup, totmaps.fields))
+                        age = max(0.0, now - totmaps.at)
+                        rows.append(Row(shown, status.uids[1], status.name, cgroup, totmaps.fields, age, totmaps.walk))
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
