@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MOUNTPOINT ?= /run/totmaps
 ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container prometheus prometheus-node-exporter
 
 .PHONY: run test check unit deps venv clean
 
@@ -37,7 +37,10 @@ $(VENV)/.check-installed: pyproject.toml
 	touch $@
 
 # Debian packages: libfuse3-dev and pkg-config build pyfuse3, fuse3 gives
-# fusermount3, gcc and python3-dev build our C parser.
+# fusermount3, gcc and python3-dev build our C parser; prometheus (promtool)
+# and prometheus-node-exporter check the shipped rules and run the boot
+# test's fleet path (their services are not started here: the boot test starts
+# its own, inside the container).
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -94,6 +97,8 @@ install: deps
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|/opt/totmapsfs/|$(PREFIX)/|g' systemd/totmapsfs.service > $(DESTDIR)$(UNITDIR)/totmapsfs.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/totmapsfs.service
+	@# The Prometheus rules, for the users' Prometheus server (see README).
+	install -D -m 0644 systemd/prometheus/totmapsfs.rules.yml $(_IVENV)/share/prometheus/totmapsfs.rules.yml
 	@if [ -e $(DESTDIR)$(DEFAULTSDIR)/totmapsfs ]; then \
 		echo "keeping existing $(DESTDIR)$(DEFAULTSDIR)/totmapsfs"; \
 	else \

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "totmapsfs.service"
 DEFAULTS = SYSTEMD / "totmapsfs.default"
+RULES = SYSTEMD / "prometheus/totmapsfs.rules.yml"
 CI = SYSTEMD / "ci"
 PREFIX = "/opt/totmapsfs"
 
@@ -32,3 +33,10 @@ def verify(unit: Path) -> str:
     need_analyze()
     res = run(["systemd-analyze", "verify", "--no-pager", str(unit)], timeout=60)
     return (res.stdout + res.stderr).strip() + (f"\n(exit status {res.returncode})" if res.returncode else "")
+
+
+def need_promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool missing (make deps installs prometheus)")
+    return path

@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from support.units import DEFAULTS, PREFIX, REPO, UNIT, need_analyze, run, verify
+from support.units import DEFAULTS, PREFIX, REPO, RULES, UNIT, need_analyze, run, verify
 
 # Every setting that makes systemd unshare the service's mount namespace
 # (systemd.exec(5); exec_needs_mount_namespace() in src/core/execute.c), plus
@@ -159,6 +159,8 @@ def test_install_layout(stage):
             assert str(stage) not in path.read_text(errors="replace"), f"{path} still names the staging dir"
     assert (stage / "etc/systemd/system/totmapsfs.service").read_text() == UNIT.read_text()
     assert (stage / "etc/default/totmapsfs").read_text() == DEFAULTS.read_text()
+    # The Prometheus rules, beside the package (for the users' Prometheus server).
+    assert (venv / "share/prometheus/totmapsfs.rules.yml").read_bytes() == RULES.read_bytes()
     # The venv works where it was built too (a venv finds its prefix from its own path).
     res = run(
         [str(venv / "bin/python"), "-c", "import totmapsfs.parser._speedups, totmapsfs.service, pyfuse3, trio"],
