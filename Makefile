@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MOUNTPOINT ?= /run/totmaps
 ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container prometheus prometheus-node-exporter
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container prometheus prometheus-node-exporter dbus
 
 .PHONY: run test check unit deps venv clean
 
@@ -40,7 +40,7 @@ $(VENV)/.check-installed: pyproject.toml
 # fusermount3, gcc and python3-dev build our C parser; prometheus (promtool)
 # and prometheus-node-exporter check the shipped rules and run the boot
 # test's fleet path (their services are not started here: the boot test starts
-# its own, inside the container).
+# its own, inside the container), dbus for node_exporter's systemd collector.
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
