@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MOUNTPOINT ?= /run/totmaps
 ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container prometheus prometheus-node-exporter dbus
 
 .PHONY: run test check unit deps venv clean
 
@@ -37,7 +37,10 @@ $(VENV)/.check-installed: pyproject.toml
 	touch $@
 
 # Debian packages: libfuse3-dev and pkg-config build pyfuse3, fuse3 gives
-# fusermount3, gcc and python3-dev build our C parser.
+# fusermount3, gcc and python3-dev build our C parser; prometheus (promtool)
+# and prometheus-node-exporter check the shipped rules and run the boot
+# test's fleet path (their services are not started here: the boot test starts
+# its own, inside the container), dbus for node_exporter's systemd collector.
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -61,7 +64,8 @@ clean:
 # Deployment as a systemd service (systemd/totmapsfs.service).
 # `make install` puts the package in its own virtualenv under $(PREFIX) (a
 # pip install of this tree, which builds the C extension), the unit in
-# $(UNITDIR) and an example /etc/default/totmapsfs (only when missing), then
+# $(UNITDIR) (with the textfile writer's, disabled; the Prometheus rules go to
+# $(PREFIX)/share/prometheus) and an example /etc/default/totmapsfs (only when missing), then
 # reloads systemd when it is running. `make uninstall` reverses it (keeping an
 # edited /etc/default/totmapsfs). DESTDIR installs into another root, e.g. a
 # container's (the venv is built there, then its scripts are pointed back at
@@ -94,13 +98,21 @@ install: deps
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|/opt/totmapsfs/|$(PREFIX)/|g' systemd/totmapsfs.service > $(DESTDIR)$(UNITDIR)/totmapsfs.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/totmapsfs.service
+	@# The Prometheus rules, for the users' Prometheus server (see README).
+	install -D -m 0644 systemd/prometheus/totmapsfs.rules.yml $(_IVENV)/share/prometheus/totmapsfs.rules.yml
+	@# The node_exporter textfile writer, installed disabled.
+	install -m 0755 systemd/totmapsfs-textfile $(_IVENV)/bin/totmapsfs-textfile
+	sed 's|/opt/totmapsfs/|$(PREFIX)/|g' systemd/totmapsfs-textfile.service > $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service
+	install -m 0644 systemd/totmapsfs-textfile.timer $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.timer
+	chmod 0644 $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service
 	@if [ -e $(DESTDIR)$(DEFAULTSDIR)/totmapsfs ]; then \
 		echo "keeping existing $(DESTDIR)$(DEFAULTSDIR)/totmapsfs"; \
 	else \
 		install -D -m 0644 systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; \
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-		systemctl daemon-reload && echo "installed; start with: systemctl enable --now totmapsfs (running already: systemctl restart totmapsfs)"; \
+		systemctl daemon-reload && echo "installed; start with: systemctl enable --now totmapsfs (running already: systemctl restart totmapsfs);" \
+			"for node_exporter: systemctl enable --now totmapsfs-textfile.timer"; \
 	else \
 		echo "installed; systemd is not running here (or DESTDIR is set): skipped systemctl daemon-reload"; \
 	fi
@@ -108,9 +120,11 @@ install: deps
 uninstall:
 	@case "$(PREFIX)" in /?*) ;; *) echo "PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 1;; esac
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl disable --now totmapsfs-textfile.timer 2>/dev/null || true; \
 		systemctl disable --now totmapsfs.service 2>/dev/null || true; \
 	fi
-	rm -f $(DESTDIR)$(UNITDIR)/totmapsfs.service
+	rm -f $(DESTDIR)$(UNITDIR)/totmapsfs.service $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service \
+		$(DESTDIR)$(UNITDIR)/totmapsfs-textfile.timer
 	@if [ -e $(DESTDIR)$(DEFAULTSDIR)/totmapsfs ]; then \
 		if cmp -s systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; then \
 			rm -f $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; \

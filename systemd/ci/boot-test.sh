@@ -6,11 +6,15 @@
 #
 # Output: one line per check, "PASS <name>: <detail>" or "FAIL <name>: <detail>",
 # and "TIME <name> <ms>" lines, to the console and to /ci-out/result.log; the
-# unit's journal goes to /ci-out/journal.log. Exit status: number of failures
-# (capped), 0 when all passed; citest.service hands it to systemd-nspawn.
+# unit's journal goes to /ci-out/journal.log (the fleet path's units': to
+# /ci-out/fleet-journal.log). Exit status: number of failures (capped), 0 when
+# all passed; citest.service hands it to systemd-nspawn. Sections 12-18, the
+# fleet path (node_exporter, Prometheus, the textfile timer), are in
+# fleet-test.sh, sourced at the end.
 #
 # Only /usr is the host's here (nspawn --volatile=yes): no /etc/alternatives,
-# so no awk; coreutils, grep, sed, util-linux and bash only.
+# so no awk; coreutils, grep, sed, util-linux and bash only (and, for the
+# fleet path's two helpers, python3).
 
 set -u
 export LC_ALL=C
@@ -271,7 +275,13 @@ check enable "is-enabled=$(systemctl is-enabled "$UNIT"), wanted by multi-user.t
     '[ -L /etc/systemd/system/multi-user.target.wants/$UNIT ]'
 systemctl disable "$UNIT" 2>/dev/null
 
+# --- 12-18. The fleet path: node_exporter, Prometheus, the textfile timer --
+# shellcheck source=fleet-test.sh
+. /ci/bin/fleet-test.sh
+
 journalctl -b -u "$UNIT" --no-pager -o short-monotonic >/ci-out/journal.log 2>&1
+journalctl -b -u totmapsfs-textfile.service -u prometheus-node-exporter.service -u prometheus.service \
+    -u fleet-probe.service --no-pager -o short-monotonic >/ci-out/fleet-journal.log 2>&1
 log "DONE: $FAILS failed"
 [ "$FAILS" -gt 100 ] && FAILS=100
 exit "$FAILS"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,8 +13,15 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "totmapsfs.service"
 DEFAULTS = SYSTEMD / "totmapsfs.default"
+# The node_exporter textfile writer: the unit, its timer, the script it runs.
+TEXTFILE_UNIT = SYSTEMD / "totmapsfs-textfile.service"
+TEXTFILE_TIMER = SYSTEMD / "totmapsfs-textfile.timer"
+TEXTFILE_SCRIPT = SYSTEMD / "totmapsfs-textfile"
+RULES = SYSTEMD / "prometheus/totmapsfs.rules.yml"
 CI = SYSTEMD / "ci"
 PREFIX = "/opt/totmapsfs"
+# Debian's textfile directory (prometheus-node-exporter's default), the writer's default.
+TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 def run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
@@ -32,3 +40,34 @@ def verify(unit: Path) -> str:
     need_analyze()
     res = run(["systemd-analyze", "verify", "--no-pager", str(unit)], timeout=60)
     return (res.stdout + res.stderr).strip() + (f"\n(exit status {res.returncode})" if res.returncode else "")
+
+
+def need_promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool missing (make deps installs prometheus)")
+    return path
+
+
+def unit_settings(text: str) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment of a unit file, in order (keys may repeat)."""
+    out, section = [], ""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        out.append((section, key.strip(), value.strip()))
+    return out
+
+
+def exposure(unit: Path) -> float:
+    """`systemd-analyze security --offline` overall exposure of a unit file."""
+    need_analyze()
+    res = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)], timeout=60)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
+    assert m, f"no exposure level in:\n{res.stdout}\n{res.stderr}"
+    return float(m[1])

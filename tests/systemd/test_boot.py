@@ -6,10 +6,14 @@ second) with the staged /opt/totmapsfs and unit bound in, straight into
 systemd/ci/citest.service, which runs systemd/ci/boot-test.sh: boot to ready,
 reads as root and as another user, SIGHUP, SIGUSR1, kill -9 and automatic
 restart, stop with reads in flight, a stale mount, /etc/default options, the
-minimal capability set, enable. Each of that script's checks is one test here.
+minimal capability set, enable; then the fleet path (systemd/ci/fleet-test.sh):
+Debian's node_exporter and Prometheus as units, the textfile timer, PromQL
+against the mount, the end-to-end delay, each alert going pending. Each of
+that script's checks is one test here.
 
 Skipped only where nspawn cannot boot anything: not root, no /dev/fuse, no
-systemd-nspawn or systemd (`make deps` installs systemd-container).
+systemd-nspawn or systemd (`make deps` installs systemd-container, and
+prometheus, prometheus-node-exporter and dbus for the fleet path).
 """
 
 from __future__ import annotations
@@ -52,12 +56,43 @@ BOOT_CHECKS = [
     "cap-shipped-set-suffices",
     "cap-no-mount-left",
     "enable",
+    # The fleet path (fleet-test.sh)
+    "fleet-exporters-up",
+    "fleet-rules-loaded",
+    "textfile-timer-starts-daemon",
+    "textfile-written",
+    "textfile-counts-pid1",
+    "fleet-pss-matches",
+    "fleet-recording-rule",
+    "fleet-scrape-error-0",
+    "fleet-left-out-zero",
+    "fleet-systemd-collector",
+    "fleet-change-to-promql",
+    "textfile-refreshed",
+    "fleet-series-counts",
+    "fleet-daemon-quiet",
+    "alert-stale-pending",
+    "alert-unreadable-pending",
+    "alert-daemon-failed-pending",
+    "textfile-other-dir-refused",
+    "textfile-other-dir-drop-in",
+    "textfile-hardening-applied",
 ]
 
 # Upper bounds (ms) on the measured timings; generous for a loaded CI box.
-TIME_LIMITS = {"boot-to-ready": 30_000, "start-to-ready": 20_000, "restart-after-kill9": 10_000, "stop": 15_000}
+TIME_LIMITS = {
+    "boot-to-ready": 30_000,
+    "start-to-ready": 20_000,
+    "restart-after-kill9": 10_000,
+    "stop": 15_000,
+    # The textfile timer's 15 s, the write, a 1 s scrape.
+    "fleet-change-to-promql": 20_000,
+    "textfile-interval": 20_000,
+    # The 20 s threshold of the test's copy of the rules, a scrape, an evaluation.
+    "alert-stale-pending": 30_000,
+}
 
-BOOT_TIMEOUT = 150  # seconds for the whole container run; it takes ~15 s
+BOOT_TIMEOUT = 240  # seconds for the whole container run; it takes ~60 s, 45 of them the fleet path
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -83,6 +118,8 @@ class Boot:
         self.console = ANSI.sub("", console)
         self.results = (out / "result.log").read_text() if (out / "result.log").exists() else ""
         self.journal = (out / "journal.log").read_text() if (out / "journal.log").exists() else ""
+        fleet = out / "fleet-journal.log"
+        self.fleet_journal = fleet.read_text() if fleet.exists() else ""
         self.status = {}
         self.times = {}
         for line in self.results.splitlines():
@@ -94,11 +131,14 @@ class Boot:
                 self.times[m[1]] = int(m[2])
 
     def report(self) -> str:
+        fleet = "\n".join(self.fleet_journal.splitlines()[-80:]) or "(none)"
+        console = "\n".join(self.console.splitlines()[-150:])
         return (
             f"systemd-nspawn exit status: {self.returncode}\n"
             f"--- boot-test.sh results ---\n{self.results or '(none)'}\n"
             f"--- journal of totmapsfs.service ---\n{self.journal or '(none)'}\n"
-            f"--- container console (last 150 lines) ---\n" + "\n".join(self.console.splitlines()[-150:])
+            f"--- journals of the fleet path's units (last 80 lines) ---\n{fleet}\n"
+            f"--- container console (last 150 lines) ---\n{console}"
         )
 
 
@@ -119,7 +159,7 @@ def boot(stage, tmp_path_factory) -> Boot:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("boot-out")
     venv = stage / PREFIX.lstrip("/")
-    unit = stage / "etc/systemd/system/totmapsfs.service"
+    units = stage / "etc/systemd/system"
     cmd = [
         "timeout",
         "--kill-after=10",
@@ -136,7 +176,10 @@ def boot(stage, tmp_path_factory) -> Boot:
         "--private-network",
         "--bind=/dev/fuse",
         f"--bind-ro={venv}:{PREFIX}",
-        f"--bind-ro={unit}:/etc/systemd/system/totmapsfs.service",
+        *(
+            f"--bind-ro={units / name}:/etc/systemd/system/{name}"
+            for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer")
+        ),
         f"--bind-ro={stage}:/ci/stage",
         f"--bind-ro={CI}:/ci/bin",
         f"--bind-ro={CI / 'citest.service'}:/etc/systemd/system/citest.service",

@@ -1,4 +1,4 @@
-"""The systemd unit statically (verify, hardening, exposure) and `make install` / `uninstall` with DESTDIR.
+"""The daemon's systemd unit statically (verify, hardening, exposure) and `make install` / `uninstall` with DESTDIR.
 
 The unit must verify cleanly, keep its hardening away from anything that
 would give the service a private mount namespace (the FUSE mount would then be
@@ -11,7 +11,20 @@ import re
 import shutil
 from pathlib import Path
 
-from support.units import DEFAULTS, PREFIX, REPO, UNIT, need_analyze, run, verify
+from support.units import (
+    DEFAULTS,
+    PREFIX,
+    REPO,
+    RULES,
+    TEXTFILE_SCRIPT,
+    TEXTFILE_TIMER,
+    TEXTFILE_UNIT,
+    UNIT,
+    exposure,
+    run,
+    unit_settings,
+    verify,
+)
 
 # Every setting that makes systemd unshare the service's mount namespace
 # (systemd.exec(5); exec_needs_mount_namespace() in src/core/execute.c), plus
@@ -61,29 +74,6 @@ MOUNT_NAMESPACE_SETTINGS = {
 }
 
 
-def unit_settings(text: str) -> list[tuple[str, str, str]]:
-    """(section, key, value) for every assignment, in order (keys may repeat)."""
-    out, section = [], ""
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.append((section, key.strip(), value.strip()))
-    return out
-
-
-def exposure(unit: Path) -> float:
-    need_analyze()
-    res = run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)], timeout=60)
-    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", res.stdout + res.stderr)
-    assert m, f"no exposure level in:\n{res.stdout}\n{res.stderr}"
-    return float(m[1])
-
-
 # ---------------------------------------------------------------------------
 # The unit file, statically
 
@@ -130,11 +120,12 @@ def test_unit_settings():
 
 def test_example_defaults_file_sets_nothing():
     # Shipped all-commented: installing it changes no behaviour; its examples
-    # name the two variables the unit reads.
+    # name the variables the two units read.
     lines = [ln for ln in DEFAULTS.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert lines == []
     text = DEFAULTS.read_text()
     assert "#TOTMAPSFS_MOUNTPOINT=" in text and "#TOTMAPSFS_OPTIONS=" in text
+    assert "#TOTMAPSFS_TEXTFILE_DIR=" in text
 
 
 def test_security_exposure(tmp_path):
@@ -159,6 +150,17 @@ def test_install_layout(stage):
             assert str(stage) not in path.read_text(errors="replace"), f"{path} still names the staging dir"
     assert (stage / "etc/systemd/system/totmapsfs.service").read_text() == UNIT.read_text()
     assert (stage / "etc/default/totmapsfs").read_text() == DEFAULTS.read_text()
+    # The Prometheus rules, beside the package (for the users' Prometheus server).
+    assert (venv / "share/prometheus/totmapsfs.rules.yml").read_bytes() == RULES.read_bytes()
+    # The textfile writer, installed but not enabled (no timers.target.wants link).
+    for shipped in (TEXTFILE_UNIT, TEXTFILE_TIMER):
+        installed = stage / "etc/systemd/system" / shipped.name
+        assert installed.read_text() == shipped.read_text()
+        assert installed.stat().st_mode & 0o777 == 0o644
+    assert not (stage / "etc/systemd/system/timers.target.wants").exists()
+    script = venv / "bin/totmapsfs-textfile"
+    assert script.read_bytes() == TEXTFILE_SCRIPT.read_bytes()
+    assert script.stat().st_mode & 0o777 == 0o755
     # The venv works where it was built too (a venv finds its prefix from its own path).
     res = run(
         [str(venv / "bin/python"), "-c", "import totmapsfs.parser._speedups, totmapsfs.service, pyfuse3, trio"],
@@ -177,11 +179,12 @@ def test_install_layout(stage):
 
 
 def test_installed_unit_verifies(stage, tmp_path):
-    # The real installed ExecStart, at its staged path.
-    copy = tmp_path / "totmapsfs.service"
-    text = (stage / "etc/systemd/system/totmapsfs.service").read_text()
-    copy.write_text(text.replace(f"{PREFIX}/", f"{stage}{PREFIX}/"))
-    assert verify(copy) == ""
+    # The real installed ExecStarts, at their staged paths.
+    for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
+        text = (stage / "etc/systemd/system" / name).read_text()
+        (tmp_path / name).write_text(text.replace(f"{PREFIX}/", f"{stage}{PREFIX}/"))
+    for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
+        assert verify(tmp_path / name) == "", name
 
 
 def test_uninstall(stage, tmp_path):
@@ -193,7 +196,8 @@ def test_uninstall(stage, tmp_path):
     res = run(uninstall, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert not (root / PREFIX.lstrip("/")).exists()
-    assert not (root / "etc/systemd/system/totmapsfs.service").exists()
+    for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
+        assert not (root / "etc/systemd/system" / name).exists(), name
     assert edited.exists(), "an edited /etc/default/totmapsfs is the admin's: kept"
     # An unedited one goes; and uninstalling twice is fine.
     shutil.copy(DEFAULTS, edited)
