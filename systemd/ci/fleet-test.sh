@@ -191,7 +191,8 @@ check textfile-refreshed "mtime advanced by the timer alone: $interval ms betwee
     '[ "$interval" -ge 10000 ] && [ "$interval" -le 20000 ]'
 
 # --- 16. Series per host: defaults, and the fleet settings ------------------
-# README's formula: 2 + (F+1) x cgroups + F x processes, F fields (USS included).
+# README's formula: 8 + (F+1) x cgroups + (F+2) x processes, F fields (USS included);
+# the 8: processes, left out, oldest answer, walks, walk seconds, 3 held answers.
 timeout 5 cat "$MP/metrics" >/tmp/metrics.default
 read -r s1 c1 n1 f1 b1 < <(series_counts /tmp/metrics.default)
 /opt/totmapsfs/bin/totmapsfs --metrics-top 10 --metrics-cgroup-depth 2 --metrics-fields Rss,Pss,USS,Swap,SwapPss \
@@ -202,7 +203,7 @@ kill "$fleet_daemon"
 wait "$fleet_daemon"
 read -r s2 c2 n2 f2 b2 < <(series_counts /tmp/metrics.fleet)
 check fleet-series-counts "defaults: $s1 series ($c1 cgroups, $n1 processes, $f1 fields, $b1 bytes); fleet settings: $s2 series ($c2 cgroups, $n2 processes, $f2 fields, $b2 bytes)" \
-    '[ "$s1" = $((2 + (f1 + 1) * c1 + f1 * n1)) ] && [ "$s2" = $((2 + (f2 + 1) * c2 + f2 * n2)) ] &&
+    '[ "$s1" = $((8 + (f1 + 1) * c1 + (f1 + 2) * n1)) ] && [ "$s2" = $((8 + (f2 + 1) * c2 + (f2 + 2) * n2)) ] &&
     [ "$f2" = 5 ] && [ "$n2" = 10 ] && [ "$s2" -lt "$s1" ] && no_mount /run/totmaps-fleet'
 problems=$(journalctl -b -u "$UNIT" ${fleet_cursor:+--after-cursor="$fleet_cursor"} --no-pager -q 2>/dev/null |
     grep -E ': (WARNING|ERROR|CRITICAL): |Traceback')

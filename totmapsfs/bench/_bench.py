@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..harness import PY, Workload
-from . import _cpu, _whole
+from . import _cpu, _target, _whole
 from . import _measure as m
 from ._env import BenchError, Env
 
@@ -20,12 +20,17 @@ SIZES = [("200", 200, 4, 0), ("2000", 2000, 4, 7), ("8000", 8000, 4, 0), ("2000x
 SCALING = ["200", "2000", "8000"]  # the mapping-count axis (4 pages each)
 IDLE = 300  # small idle processes, read in the footprint run
 READERS = [1, 2, 4, 8]
-MOUNTS = {  # label -> daemon arguments; "warm" holds answers long enough to stay warm
-    "rollup-cold": ("--source", "rollup", "--max-age", "0"),
+# label -> daemon arguments; "warm" holds answers long enough to stay warm, "cold"
+# walks on every read: no cache, no walk duty (which would hold the answers of
+# the processes whose walk takes over 1 ms; section T measures it) and no views'
+# walk budget.
+MOUNTS = {
+    "rollup-cold": ("--source", "rollup", "--max-age", "0", "--duty", "1", "--walk-budget", "off"),
     "rollup-warm": ("--source", "rollup", "--max-age", "3600"),
-    "smaps-cold": ("--source", "smaps", "--max-age", "0"),
+    "smaps-cold": ("--source", "smaps", "--max-age", "0", "--duty", "1", "--walk-budget", "off"),
     "smaps-warm": ("--source", "smaps", "--max-age", "3600"),
-    "default": (),  # the footprint run: as users run it
+    "default": (),  # the footprint run, and the target section's default duty: as users run it
+    **_target.MOUNTS,
 }
 FLOORS = {"floor": (), "floor-hop": ("--hop",)}  # and "floor-reads", which names the small target
 FLOOR = (PY, "-m", "totmapsfs.bench.floor")
@@ -75,6 +80,7 @@ class Config:
     warmup_reads: int
     footprint_reads: int
     view_rounds: int
+    target_seconds: float  # per variant per run (section T)
 
 
 FULL = Config(
@@ -87,6 +93,7 @@ FULL = Config(
     5_000,
     100_000,
     9,
+    4.0,
 )
 QUICK = Config(
     3,
@@ -98,6 +105,7 @@ QUICK = Config(
     1_000,
     10_000,
     5,
+    2.0,
 )
 
 
@@ -121,6 +129,7 @@ class Bench:
         self.fp_pids = 0
         self.cpu: dict[str, list[_cpu.Figures]] = {}  # variant -> per run
         self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
+        self.target: dict[str, list[_target.Figures]] = {}  # variant -> per run
         self.view_processes = 0
         self.reader = m.Reader()
         self.cat_bin, self.awk_bin = m.which("cat"), m.which("awk")
@@ -137,7 +146,7 @@ class Bench:
         log(f"mounting {len(MOUNTS)} daemons and {len(FLOORS) + 1} pyfuse3 floors in {self.env.workdir}")
         self.env.mount(MOUNTS)
         self.env.mount({**FLOORS, "floor-reads": ("--reads", str(self.small.pid))}, command=FLOOR)
-        for size, *_ in SIZES:  # every mount answers, with the kernel's Rss (the workloads are idle)
+        for size, *_ in SIZES:  # every mount answers, with the kernel's Rss (these workloads are idle)
             pid = self.w[size].pid
             rss = _rss(self.reader.read_bytes(f"/proc/{pid}/smaps_rollup"))
             for label in MOUNTS:
@@ -259,6 +268,21 @@ class Bench:
             self.views.setdefault(name, []).append(med)
         self.view_processes = sum(1 for n in os.listdir("/proc") if n.isdigit())
 
+    # -- T. the target's own latency ---------------------------------------------------
+
+    def run_target(self) -> None:
+        # Started for this section only: a busy 1.5 GiB process would weigh on
+        # every other (the whole-system views walk it).
+        target = Workload(*_target.TARGET)
+        try:
+            mounts = self.env.mounts
+            files = (None, mounts["duty-1"].file(target.pid), mounts["default"].file(target.pid))
+            paths = dict(zip(_target.VARIANTS, files, strict=True))
+            for name, fig in _target.measure(target, paths, self.cfg.target_seconds).items():
+                self.target.setdefault(name, []).append(fig)
+        finally:
+            target.close()
+
     # -- e. footprint ------------------------------------------------------------------
 
     def run_footprint(self) -> None:
@@ -279,7 +303,7 @@ class Bench:
         for r in range(self.cfg.repeat):
             log(
                 f"run {r + 1}/{self.cfg.repeat}: C. CPU per read, a. cat, b. in-process, c. parsers, "
-                "d. concurrent readers, W. views"
+                "d. concurrent readers, W. views, T. the target's latency"
             )
             self.run_cpu()
             for size, *_ in SIZES:
@@ -288,6 +312,7 @@ class Bench:
                 self.run_parse(size)
             self.run_conc()
             self.run_views()
+            self.run_target()
         self.run_footprint()
 
     # -- report ----------------------------------------------------------------------

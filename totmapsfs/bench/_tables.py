@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from . import _cpu, _whole
+from . import _cpu, _target, _whole
 from ._bench import CAT, CONC, INPROC, READERS, SCALING, SIZES, Bench, log
 from ._report import Target, fmt, plot, ratios, table, targets_table
 
@@ -104,9 +104,11 @@ def report(b: Bench) -> str:
     )
     views_table, view_targets = _whole.report(b.views, b.view_processes)
     out.append(views_table)
+    target_table, target_targets = _target.report(b.target)
+    out.append(target_table)
     cpu_table, cpu_targets = _cpu.report(b.cpu)
     out.insert(0, cpu_table)
-    out.append(targets_table(cpu_targets + view_targets + targets(b)))
+    out.append(targets_table(cpu_targets + view_targets + target_targets + targets(b)))
     return "\n\n".join(out)
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 WORKLOAD_SCRIPT = Path(__file__).with_name("workload.py")
 PY = sys.executable
@@ -44,6 +45,17 @@ def state(pid: int) -> str:
 
 def _is_stopped(pid: int) -> bool:
     return state(pid) == "T"
+
+
+class Latency(NamedTuple):
+    """A workload's timed map/fault/unmap rounds (--latency): how many, p50, p99 and max in seconds, and how many
+    took over 1 ms."""
+
+    rounds: int
+    p50: float
+    p99: float
+    max: float
+    slow: int
 
 
 class Workload:
@@ -89,15 +101,16 @@ class Workload:
         if answer != "touched":
             raise HarnessError(f"workload answered {answer!r} to touch")
 
-    def latency(self) -> tuple[int, float, float, float]:
-        """(rounds, p50, p99, max in seconds) of its --latency rounds since the last call."""
+    def latency(self) -> Latency:
+        """Its --latency rounds since the last call."""
         assert self.proc.stdin is not None
         self.proc.stdin.write("latency\n")
         self.proc.stdin.flush()
         words = self._readline(30).split()
-        if len(words) != 5 or words[0] != "latency":
+        if len(words) != 6 or words[0] != "latency":
             raise HarnessError(f"workload answered {' '.join(words)!r} to latency")
-        return int(words[1]), float(words[2]) / 1e6, float(words[3]) / 1e6, float(words[4]) / 1e6
+        rounds, p50, p99, worst, slow = (int(w) for w in words[1:])
+        return Latency(rounds, p50 / 1e6, p99 / 1e6, worst / 1e6, slow)
 
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:

@@ -22,8 +22,9 @@ of our smaps (which holds it for reading) shows as a slow round.
 
 Prints "ready <pid> [child pids...]" once its memory is in place, then serves
 commands on stdin: "touch N" faults in N new anonymous pages and answers
-"touched"; "latency" answers "latency <rounds> <p50> <p99> <max>" (µs) of
-the rounds since the last ask; EOF exits, its children with it. Every process dies with the one
+"touched"; "latency" answers "latency <rounds> <p50> <p99> <max> <slow>" of
+the rounds since the last ask (µs; slow: how many took over 1 ms); EOF
+exits, its children with it. Every process dies with the one
 that started it (PR_SET_PDEATHSIG, set here, after any setpriv changed the
 credentials, which clears it), so a test or benchmark killed with SIGKILL
 leaves nothing behind.
@@ -119,9 +120,10 @@ class Latency:
         with self.lock:
             got, self.samples = sorted(self.samples), []
         if not got:
-            return "latency 0 0 0 0"
+            return "latency 0 0 0 0 0"
         pick = [got[len(got) // 2], got[min(len(got) - 1, int(len(got) * 0.99))], got[-1]]
-        return "latency " + " ".join([str(len(got)), *(f"{x * 1e6:.0f}" for x in pick)])
+        slow = sum(1 for x in got if x > 0.001)
+        return "latency " + " ".join([str(len(got)), *(f"{x * 1e6:.0f}" for x in pick), str(slow)])
 
 
 def fork_children(count: int, keep: list[mmap.mmap]) -> list[int]:
@@ -207,7 +209,7 @@ def main() -> None:
                 extra.append(m)
                 print("touched", flush=True)
             elif cmd and cmd[0] == "latency":
-                print(latency.report() if latency else "latency 0 0 0 0", flush=True)
+                print(latency.report() if latency else "latency 0 0 0 0 0", flush=True)
     finally:
         for pid in children:
             try:

@@ -29,6 +29,8 @@ CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 CAP_PERFMON = 38
 # may_access_mm's perfmon_capable() bypass (kernel/fork.c) came with Linux 6.15.
 PERFMON_SINCE = (6, 15)
+_PERFMON_CAPS = 1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN
+_new = tuple.__new__
 
 
 class Caller(NamedTuple):
@@ -88,22 +90,30 @@ class Access:
             status, user_ns = self.reader.thread(tid)
         except TotmapsError:
             return Caller(tgid=-1, uid=uid, gid=gid)
-        rootfd = self.reader.root_fd()
-        self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
+        if user_ns is not None and user_ns not in self.users.known:
+            rootfd = self.reader.root_fd()
+            self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         ours = user_ns is not None and user_ns == self.own_user_ns
-        return Caller(
-            tgid=status.tgid,
-            uid=uid,
-            gid=gid,
-            euid=status.uids[1],
-            cap_eff=status.cap_eff,
-            user_ns=user_ns,
-            all_access=ours and bool(status.cap_eff >> CAP_SYS_PTRACE & 1),
-            perfmon=ours and self.perfmon_rule and bool(status.cap_eff & (1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN)),
-            pids=self.pids.view(tid, status.ns_pids),
-            ns_tgid=status.ns_tgids[-1] if status.ns_tgids else status.tgid,
-            ns_tid=status.ns_pids[-1] if status.ns_pids else tid,
-            tid=tid,
+        cap_eff, ns_tgids, ns_pids = status.cap_eff, status.ns_tgids, status.ns_pids
+        # Built as a plain tuple: this runs for every open, and keyword
+        # construction of this NamedTuple was a tenth of a cached read's time
+        # in the daemon (py-spy); tuple.__new__ skips its Python-level __new__.
+        return _new(
+            Caller,
+            (
+                status.tgid,
+                uid,
+                gid,
+                status.uids[1],
+                cap_eff,
+                user_ns,
+                ours and bool(cap_eff >> CAP_SYS_PTRACE & 1),
+                ours and self.perfmon_rule and bool(cap_eff & _PERFMON_CAPS),
+                self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids),
+                ns_tgids[-1] if ns_tgids else status.tgid,
+                ns_pids[-1] if ns_pids else tid,
+                tid,
+            ),
         )
 
     def capable(self, caller: Caller, ns: int | None, cap: int = CAP_SYS_PTRACE) -> bool:

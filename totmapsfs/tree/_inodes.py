@@ -29,6 +29,7 @@ THREAD_SELF_INODE = 8
 _PID_BASE = 256  # inodes below this are the fixed ones above
 # PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
 PID_MAX_LIMIT = 4 * 1024 * 1024
+_PID_END = _PID_BASE + 2 * PID_MAX_LIMIT
 # Far above the largest pid inode (256 + 2 * PID_MAX_LIMIT < 2**24).
 _CGROUP_BASE = 1 << 40
 
@@ -84,6 +85,9 @@ def cgroup_inode(ident: int, is_file: bool) -> int:
 
 def decode(ino: int) -> Inode:
     """What ``ino`` names; NoSuchEntry for an inode we never hand out."""
+    if _PID_BASE <= ino < _PID_END:  # first: every per-process request
+        pid, is_file = divmod(ino - _PID_BASE, 2)
+        return Inode(Kind.PID, pid, bool(is_file))
     if ino == ROOT_INODE:
         return Inode(Kind.ROOT, 0, False)
     if ino in (SELF_INODE, THREAD_SELF_INODE):
@@ -92,9 +96,6 @@ def decode(ino: int) -> Inode:
         return Inode(Kind.VIEW, ino, True)
     if ino in (CGROUP_INODE, CGROUP_TOTMAPS_INODE):
         return Inode(Kind.CGROUP, 0, ino == CGROUP_TOTMAPS_INODE)
-    if _PID_BASE <= ino < _PID_BASE + 2 * PID_MAX_LIMIT:
-        pid, is_file = divmod(ino - _PID_BASE, 2)
-        return Inode(Kind.PID, pid, bool(is_file))
     if ino >= _CGROUP_BASE:
         ident, is_file = divmod(ino - _CGROUP_BASE, 2)
         return Inode(Kind.CGROUP, ident, bool(is_file))

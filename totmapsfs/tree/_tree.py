@@ -90,7 +90,8 @@ class Tree:
 
     def caller(self, request: Request) -> Caller:
         caller = self.access.identify(request.tid, request.uid, request.gid)
-        self._seen_pids(caller.pids)
+        if caller.pids is not None and caller.pids.fd is not None:
+            self._seen_pids(caller.pids)
         return caller
 
     def _seen_pids(self, view: PidView | None) -> None:
@@ -108,6 +109,8 @@ class Tree:
 
     def _host(self, view: PidView | None, pid: int) -> int:
         """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it."""
+        if view is not None and view.fd is None:
+            return pid  # our own namespace: the common case, without a call
         host = None if view is None else self.access.pids.to_host(view, pid)
         if host is None:
             raise NoSuchEntry(str(pid))
