@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,6 +201,17 @@ def test_summary_lists_what_the_caller_may_read(exact_mount: Mount, tree: Tree, 
         rows = pid_names(line.split()[0] for line in summary["ok"].splitlines()[1:]) & alive
         expect.that(not rows & refused, f"{caller_name}'s summary lists pids it may not read: {sorted(rows & refused)}")
         expect.that(readable <= rows, f"{caller_name}'s summary lacks pids it may read: {sorted(readable - rows)}")
+        # USER is the euid as the caller's own /proc/<pid>/status prints it: a number in its
+        # namespace (our account names are not its), a name beside the daemon.
+        users = {int(line.split()[0]): line.split()[1] for line in summary["ok"].splitlines()[1:]}
+        shown = sorted(readable & set(users))
+        statuses = caller.run(*(["read", f"/proc/{pid}/status"] for pid in shown))
+        for pid, status in zip(shown, statuses, strict=True):
+            if "ok" not in status:
+                continue  # exited meanwhile
+            euid = int(next(line for line in status["ok"].splitlines() if line.startswith("Uid:")).split()[2])
+            want = pwd.getpwuid(euid).pw_name if caller_name == "HN" else str(euid)
+            expect.same(users[pid], want, f"{caller_name}'s summary USER of pid {pid} (its /proc's euid {euid})")
     expect.done()
 
 

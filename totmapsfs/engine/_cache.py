@@ -64,6 +64,7 @@ class _Flight(Generic[V]):
     done: bool = False  # set, under the cache's lock, when the computation ended (its waiters are notified)
     value: V | None = None
     keep: bool = False  # the computation said its answer may be kept and shared
+    joined: bool = False  # a reader joined it (set under the cache's lock, before it waits)
 
 
 @dataclass(slots=True)
@@ -146,6 +147,7 @@ class Cache(Generic[V]):
                 self.counters.misses += 1
             else:
                 self.counters.joined += 1
+                flight.joined = True
         assert flight is not None
         if owner:
             return self._fly(key, flight, compute, budget)
@@ -192,7 +194,8 @@ class Cache(Generic[V]):
                 if flight.value is not None and flight.keep and until > flight.started:
                     self._store(key, _Entry(flight.signature, flight.started, flight.value, walk, until))
                 flight.done = True
-                self._landed.notify_all()
+                if flight.joined:  # a Condition's notify costs its Python-level bookkeeping even with no waiter
+                    self._landed.notify_all()
         return value
 
     def _join(

@@ -31,6 +31,7 @@ CAP_PERFMON = 38
 PERFMON_SINCE = (6, 15)
 _PERFMON_CAPS = 1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN
 _new = tuple.__new__
+OVERFLOW_UID = 65534  # what the kernel prints for an id its reader's namespace does not map
 
 
 class Caller(NamedTuple):
@@ -79,6 +80,7 @@ class Access:
         self.initial = _is_initial(rootfd)  # our user namespace is the initial one
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
         self.cgroups = CgroupRoots(reader, privileged) if privileged else CgroupRoots(reader)
+        self._maps: dict[int, tuple[tuple[int, ...], ...]] = {}  # user namespace -> its uid_map
 
     def identify(self, tid: int, uid: int, gid: int) -> Caller:
         """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
@@ -115,6 +117,35 @@ class Access:
                 tid,
             ),
         )
+
+    def uids_for(self, caller: Caller) -> Callable[[int], int] | None:
+        """How the caller's user namespace numbers our uids (its uid_map); None when it numbers them as we do.
+
+        /proc/<pid>/status prints ids in the reader's namespace, unmapped ones
+        as the overflow uid (65534): so do the views for such a caller. A map
+        is written once (user_namespaces(7)), so it is read once per namespace.
+        """
+        ns = caller.user_ns
+        if ns is None or ns == self.own_user_ns or caller.tid < 0:
+            return None
+        extents = self._maps.get(ns)
+        if extents is None:
+            try:
+                text = read_at(self.reader.root_fd(), f"{caller.tid}/uid_map", False)
+                extents = tuple(tuple(int(x) for x in line.split()) for line in text.splitlines() if line.strip())
+            except (OSError, ValueError):
+                extents = ()
+            if len(self._maps) > 4096:
+                self._maps.clear()
+            self._maps[ns] = extents
+
+        def inside(uid: int, extents: tuple[tuple[int, ...], ...] = extents) -> int:
+            for first, lower, count in extents:
+                if lower <= uid < lower + count:
+                    return first + uid - lower
+            return OVERFLOW_UID
+
+        return inside
 
     def capable(self, caller: Caller, ns: int | None, cap: int = CAP_SYS_PTRACE) -> bool:
         return capable(self.users.known, ns, caller.user_ns, caller.euid, caller.cap_eff, cap)

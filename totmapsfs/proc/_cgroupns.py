@@ -126,30 +126,40 @@ class CgroupRoots:
             return None
         own = os.open("self/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
         try:
-            before = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
-            try:
-                self._privileged(lambda: setns(fd, CLONE_NEWCGROUP))
-            except OSError as exc:
+            before = self._cgroup_of(tid)
+            if not self._join(fd):
                 self._refused = True
-                log.warning("cannot join callers' cgroup namespaces (%s): MOUNT/cgroup is refused to them", exc)
                 return None
             try:
-                inside = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
+                inside = self._cgroup_of(tid)
             finally:
-                try:
-                    self._privileged(lambda: setns(own, CLONE_NEWCGROUP))
-                except OSError as exc:
+                if not self._join(own):
                     self._stuck = True
-                    log.error("cannot return to our own cgroup namespace (%s): cgroup namespaces unknown now", exc)
-                    return None
-            after = unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
-        except OSError:
-            return None
+                    log.error("cannot return to our own cgroup namespace: cgroup namespaces are unknown from now on")
+            after = self._cgroup_of(tid)
         finally:
             os.close(own)
-        if before is None or inside is None or before != after:
-            return None  # no cgroup2 line, or the caller moved meanwhile: not told this time
+        if self._stuck or None in (before, inside, after) or before != after:
+            return None  # no cgroup2 line, the caller moved or exited meanwhile: not told this time
+        assert before is not None and inside is not None
         return root_from(before, inside)
+
+    def _cgroup_of(self, tid: int) -> str | None:
+        """Thread ``tid``'s cgroup v2 path as this thread's cgroup namespace names it; None if it cannot be read."""
+        try:
+            return unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
+        except OSError:
+            return None
+
+    def _join(self, fd: int) -> bool:
+        """setns into the cgroup namespace ``fd`` (CAP_SYS_ADMIN raised for it); False, logged, when refused."""
+        try:
+            self._privileged(lambda: setns(fd, CLONE_NEWCGROUP))
+            return True
+        except OSError as exc:
+            if not self._refused:
+                log.warning("cannot join callers' cgroup namespaces (%s): MOUNT/cgroup is refused to them", exc)
+            return False
 
     def _in_thread(self, fn: Callable[[], str | None]) -> str | None:
         with self._lock:

@@ -37,6 +37,7 @@ NS_GET_TGID_FROM_PIDNS = _IOR_INT | 0x7  # ... its thread group's id in ours
 NS_GET_PID_IN_PIDNS = _IOR_INT | 0x8  # a pid in ours -> its pid in the fd's namespace
 NS_GET_TGID_IN_PIDNS = _IOR_INT | 0x9  # ... its thread group's id there
 
+_NO_IOCTLS = -1  # _ask's answer on a kernel without them (no pid is negative)
 KEEP = 1024  # namespaces held open, per kind: far more containers than a host runs at once
 
 
@@ -145,19 +146,24 @@ class PidNamespaces:
             return None
         return self.view(tid, ns_pids)
 
+    def _ask(self, fd: int, request: int, pid: int) -> int | None:
+        """One of the pid translation ioctls: its answer, None (ESRCH: no such pid there), or _NO_IOCTLS."""
+        try:
+            return fcntl.ioctl(fd, request, pid)
+        except OSError as exc:
+            if exc.errno == errno.ESRCH:
+                return None
+            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                raise
+            self.ioctls = False  # an older kernel: the status lines from now on
+            return _NO_IOCTLS
+
     def to_host(self, view: PidView, pid: int) -> int | None:
         """The pid (or thread id) that ``view`` calls ``pid``, as we number it; None when it has none."""
         if view.fd is None:
             return pid
-        if self.ioctls:
-            try:
-                return fcntl.ioctl(view.fd, NS_GET_PID_FROM_PIDNS, pid)
-            except OSError as exc:
-                if exc.errno == errno.ESRCH:
-                    return None
-                if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                    raise
-                self.ioctls = False  # an older kernel: the status lines from now on
+        if self.ioctls and (got := self._ask(view.fd, NS_GET_PID_FROM_PIDNS, pid)) != _NO_IOCTLS:
+            return got
         return self._scan_to_host(view, pid)
 
     def from_host(self, view: PidView, pid: int, ns_tgids: tuple[int, ...] | None = None) -> int | None:
@@ -168,15 +174,8 @@ class PidNamespaces:
         """
         if view.fd is None:
             return pid
-        if self.ioctls:
-            try:
-                return fcntl.ioctl(view.fd, NS_GET_TGID_IN_PIDNS, pid)
-            except OSError as exc:
-                if exc.errno == errno.ESRCH:
-                    return None
-                if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                    raise
-                self.ioctls = False
+        if self.ioctls and (got := self._ask(view.fd, NS_GET_TGID_IN_PIDNS, pid)) != _NO_IOCTLS:
+            return got
         return self._status_from_host(view, pid, ns_tgids)
 
     def visible(self, view: PidView | None, pids: Sequence[int]) -> list[tuple[int, int]]:

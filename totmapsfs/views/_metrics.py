@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString as _untyped_float_text
 
 from ..proc import ancestors
-from ._snapshot import Row, Snapshot, WalkStats, by_pss, total, user_name
+from ._snapshot import Row, Snapshot, WalkStats, by_pss, total, user_of
 
 # What each smaps field means (proc(5), Documentation/filesystems/proc.rst),
 # for the HELP lines; a field a newer kernel adds gets a generic line.
@@ -167,7 +167,7 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
         ),
     ]
     cgroup_labels = [(g,) for g in groups]
-    process_labels = [(str(r.pid), r.comm, user_name(r.uid), r.cgroup or "") for r in top]
+    process_labels = [(str(r.pid), r.comm, user_of(snapshot, r.uid), r.cgroup or "") for r in top]
     if top:
         timings = (
             ("age", "Seconds since the smaps walk behind this process's figures began", [r.age for r in top]),

@@ -49,12 +49,14 @@ class Snapshot(list[Row]):
     """The rows of one pass, how many processes it had to leave out, and the walking behind it (see Views)."""
 
     left_out: int = 0
+    numeric_users: bool = False  # uids as the caller's user namespace numbers them: our names would not be its
     deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
     stats: WalkStats | None = None
 
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)
         self.left_out += other.left_out
+        self.numeric_users = self.numeric_users or other.numeric_users
         if other.deferred_at is not None and (self.deferred_at is None or other.deferred_at < self.deferred_at):
             self.deferred_at = other.deferred_at
 
@@ -71,6 +73,11 @@ def total(rows: Iterable[Row], names: Iterable[str] = ()) -> dict[str, int]:
 def by_pss(rows: Iterable[Row]) -> list[Row]:
     """Largest Pss first; pid breaks ties so that equal readings print in a stable order."""
     return sorted(rows, key=lambda r: (-r.pss, r.pid))
+
+
+def user_of(rows: Snapshot | Iterable[Row], uid: int) -> str:
+    """What a view prints for ``uid``: its account name, or the number for a caller in another user namespace."""
+    return str(uid) if getattr(rows, "numeric_users", False) else user_name(uid)
 
 
 @functools.lru_cache(maxsize=4096)

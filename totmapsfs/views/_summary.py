@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._snapshot import Row, by_pss, user_name
+from ._snapshot import Row, by_pss, user_of
 
 # AGE: seconds since the walk behind the row began (issue 14: an answer can be
 # older than --max-age for a process walked too recently, or under the views'
@@ -43,7 +43,7 @@ def format_summary(rows: Sequence[Row]) -> bytes:
         table.append(
             (
                 str(r.pid),
-                one_word(user_name(r.uid)),
+                one_word(user_of(rows, r.uid)),
                 str(f.get("Rss", 0)),
                 str(r.pss),
                 str(r.uss),

@@ -151,10 +151,12 @@ class Views:
         n = self.threads_for(len(order))
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
-        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top) for i in range(n)]
+        uids = None if caller is None else access.uids_for(caller)
+        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
+            rows.numeric_users = uids is not None
             for part in parts:
                 rows.extend_from(part)
             if rows.deferred_at is not None:
@@ -193,8 +195,9 @@ class Views:
         want_cgroup: bool,
         keep: Callable[[str | None], bool] | None,
         top: str | None,
+        uids: Callable[[int], int] | None = None,
     ) -> Snapshot:
-        """The rows of (position in the pass, our pid, the caller's pid) ``pids``."""
+        """The rows of (position in the pass, our pid, the caller's pid) ``pids``; ``uids`` renumbers uids."""
         engine, relative = self.engine, self.cgroups.relative
         budget = None if self.budget is None else _Watched(self.budget)
         rows = Snapshot()
@@ -226,7 +229,8 @@ class Views:
                     if totmaps.fields:
                         cgroup = None if top is None else rebase(path, top)
                         age = max(0.0, now - totmaps.at)
-                        rows.append(Row(shown, status.uids[1], status.name, cgroup, totmaps.fields, age, totmaps.walk))
+                        uid = status.uids[1] if uids is None else uids(status.uids[1])
+                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk))
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
