@@ -142,13 +142,12 @@ class Cache(Generic[V]):
             if flight is not None and patience is not None and now - flight.started >= patience:
                 raise Busy(key[0])
             owner = flight is None or flight.signature != signature
-            if owner:
+            if flight is None or owner:
                 flight = self._flights[key] = _Flight(signature, now)
                 self.counters.misses += 1
             else:
                 self.counters.joined += 1
                 flight.joined = True
-        assert flight is not None
         if owner:
             return self._fly(key, flight, compute, budget)
         return self._join(key, flight, compute, now, patience)
