@@ -282,6 +282,10 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
     }
     expect.that(set(labels) <= ns_pids, f"metrics' pid labels not in the namespace: {sorted(set(labels) - ns_pids)}")
     expect.same(labels.get(300), rss * 1024, 'metrics\' totmapsfs_process_rss_bytes{pid="300"} (its Rss)')
+    host_wide = {"totmapsfs_walks", "totmapsfs_walk_seconds", "totmapsfs_held_answers"} & set(
+        metrics(value(text, "metrics"))
+    )
+    expect.that(not host_wide, f"metrics shows the host's walk counters to a container: {sorted(host_wide)}")
     expect.done()
 
 

@@ -11,6 +11,8 @@ tests/mount/test_namespaces.py against the kernel's own answers):
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -53,7 +55,7 @@ class FakeTarget:
 @pytest.fixture
 def access(tmp_path) -> Access:
     rule = Access(ProcReader(str(tmp_path)))  # an empty /proc: the namespaces are filled in below
-    rule.users.known.update(NAMESPACES)
+    rule.users._pinned.update(NAMESPACES)  # known for good, as our own namespace is
     rule.own_user_ns, rule.initial, rule.perfmon_rule = 1, True, True
     return rule
 
@@ -91,7 +93,13 @@ CASES = [
     (caller(ids=65534, ns=3, eff=ALL), status(ids=65534), FakeTarget(3), True),  # ...its own namespace's
     (caller(ids=100000, ns=4, eff=ALL), status(ids=100001), FakeTarget(4), True),  # ns root over another uid there
     (caller(ids=100000, ns=4), status(ids=100001), FakeTarget(4), False),  # ...without its capabilities
+    # A nested namespace's root process, read by that root (taken as its own namespace's mm) ...
     (caller(ids=100000, ns=4, eff=ALL), status(ids=100000, prm=ALL), FakeTarget(4), True),
+    # ... but certainly not dumpable, owned by that root while running as another uid: the mm may
+    # be in ancestor 2, which maps root alike, so refused (the strictest reading) ...
+    (caller(ids=100000, ns=4, eff=ALL), status(ids=100005), FakeTarget(4, (100000, 100000)), False),
+    # ... while one level below ours the same owner can only come from that namespace itself:
+    (caller(ids=1000, ns=2, eff=ALL), status(ids=100005), FakeTarget(2, (1000, 1000)), True),
     (caller(ids=1000, ns=2, eff=ALL), status(ids=100001), FakeTarget(4), True),  # nested: caps cover descendants
     (caller(ids=100000, ns=4, eff=ALL), status(ids=1000), FakeTarget(2), False),  # never upwards
     (caller(ids=1000, ns=2, eff=ALL), status(ids=1000), FakeTarget(1), False),  # container root, host process
@@ -129,3 +137,44 @@ def test_perfmon_needs_the_kernel_that_has_it(access: Access) -> None:
 )
 def test_capable_walks_as_cap_capable(ns: int, cred_ns: int, euid: int, eff: int, expected: bool) -> None:
     assert capable(NAMESPACES, ns, cred_ns, euid, eff, CAP_SYS_PTRACE) is expected
+
+
+def test_a_namespace_let_go_is_forgotten(tmp_path) -> None:
+    """What is known of a user namespace holds only while it is held open: past ``keep`` the oldest goes (review).
+
+    Real namespaces (unshare -U); with keep=2 the first of three is let go, so
+    a new namespace that gets its inode can never inherit its ancestry.
+    """
+    import subprocess
+
+    from totmapsfs.proc import UserNamespaces
+
+    sleepers = [subprocess.Popen(["unshare", "-U", "sleep", "30"]) for _ in range(3)]
+    try:
+        users = UserNamespaces(keep=2)
+        inodes = []
+        for p in sleepers:
+            deadline = time.monotonic() + 10
+            while (inode := os.stat(f"/proc/{p.pid}/ns/user").st_ino) == os.stat("/proc/self/ns/user").st_ino:
+                assert time.monotonic() < deadline, "unshare did not make a namespace"
+                time.sleep(0.01)
+            ns = users.learn(inode, lambda p=p: os.open(f"/proc/{p.pid}/ns/user", os.O_RDONLY))
+            assert ns is not None and ns.inode == inode and ns.level == 1
+            inodes.append(inode)
+        assert users.get(inodes[0]) is None and users.get(inodes[2]) is not None
+        assert len(users.known) == 2  # the initial namespace is theirs in common, let go as well
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
+
+
+def test_namespaces_held_stay_within_the_fd_limit(monkeypatch) -> None:
+    import resource
+
+    from totmapsfs.proc._access import held_limit
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert held_limit() == 128  # two kinds: a quarter of the fds at most
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (65536, 65536))
+    assert held_limit() == 1024

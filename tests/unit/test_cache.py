@@ -211,3 +211,17 @@ def test_walk_budget_fills_at_its_rate_up_to_its_depth() -> None:
     assert budget.available == 2.5
     with pytest.raises(ValueError):
         WalkBudget(0)
+
+
+def test_the_budget_defers_to_answers_older_than_max_age() -> None:
+    """A scrape every 15 s with max-age 1: the last pass's answers are long expired, and still given (review)."""
+    clock = Clock()
+    cache: Cache[object] = Cache(1, duty=0.05, clock=clock)
+    spent, room = Bucket(False), Bucket(True)
+    computes = {pid: walking(clock, 0.5, value=f"p{pid}-") for pid in range(10)}
+    for pid, (compute, _) in computes.items():
+        cache.get_or_compute((pid, 1), "a", compute, budget=room)
+    clock.now += 15
+    for pid, (compute, _) in computes.items():
+        assert cache.get_or_compute((pid, 1), "b", compute, budget=spent) == f"p{pid}-1"
+    assert cache.counters.deferred == 10 and all(len(calls) == 1 for _, calls in computes.values())

@@ -10,7 +10,8 @@ the others join its *flight* and take its answer.
 The walk duty (issue 14) bounds how much of the time any one process is
 walked: computing an answer reads smaps, which holds the target's mmap lock
 for as long as the walk takes. With a duty D below 1, a key whose last
-computation began at ``t`` and took ``w`` seconds is not computed again
+computation began at ``t`` and took ``w`` seconds (of the computing thread's
+CPU: the walk, not the time it spent preempted) is not computed again
 before ``t + w / D``, however it changed and whatever ``max_age`` says:
 until then its last answer is *held*, served at once. So is it while another
 reader's computation of it is under way: no reader waits behind a walk that
@@ -21,7 +22,8 @@ changed the process and reads it right back (tests/mount's "very next read")
 an old answer, for a walk that costs the target less than a fault. A
 ``WalkBudget`` passed in
 adds a bound across processes: when it is spent, a key with an answer gets
-that answer rather than a walk.
+that answer rather than a walk (once a budget has been passed, answers are
+kept for that, past max-age and the duty, for up to ``BUDGET_KEEP``).
 
 A computation also says whether its answer may be kept at all (the first-tick
 rule in ``_engine``): one that may not is served to its own reader only, never
@@ -44,6 +46,7 @@ Key = tuple[int, int]  # (pid, start time in clock ticks)
 
 DEFAULT_CAPACITY = 8192
 DUTY_FLOOR = 0.001  # seconds: a walk shorter than this is never held for the duty
+BUDGET_KEEP = 3600.0  # seconds an answer is kept for a spent walk budget to give (capacity permitting)
 
 
 @dataclass(slots=True)
@@ -95,8 +98,12 @@ class Cache(Generic[V]):
         *,
         duty: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        walk_clock: Callable[[], float] | None = None,
         capacity: int = DEFAULT_CAPACITY,
     ) -> None:
+        """``walk_clock`` measures what a computation costs: by default the computing thread's CPU time
+        (time.thread_time, kernel time included), so that a walk preempted on a loaded host is not
+        taken for a big one; the injected ``clock`` when one is given (the tests' clock moves both)."""
         if not 0 < duty <= 1:
             raise ValueError("the walk duty is a share of the time: above 0, at most 1")
         self.max_age = max_age
@@ -104,6 +111,8 @@ class Cache(Generic[V]):
         self.capacity = capacity
         self.counters = Counters()
         self._clock = clock
+        self._walk_clock = walk_clock or (time.thread_time if clock is time.monotonic else clock)
+        self._budgeted = False  # a budget has been passed: answers are kept for it past their use (BUDGET_KEEP)
         self._lock = threading.Lock()
         # Readers that joined a flight wait here: one condition for the cache,
         # not an Event per computation (most have no one joining them).
@@ -131,6 +140,8 @@ class Cache(Generic[V]):
         """
         now = self._clock()
         with self._lock:
+            if budget is not None:
+                self._budgeted = True
             hit = self._hit(key, signature, now)
             if hit is not None:
                 return hit
@@ -176,11 +187,12 @@ class Cache(Generic[V]):
         return None
 
     def _fly(self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], budget: Budget | None) -> V:
+        begun = self._walk_clock()
         try:
             value, flight.keep = compute()
             flight.value = value
         finally:
-            walk = max(0.0, self._clock() - flight.started)
+            walk = max(0.0, self._walk_clock() - begun)
             if budget is not None:
                 budget.spend(walk)
             with self._lock:
@@ -190,6 +202,10 @@ class Cache(Generic[V]):
                 self.counters.walk_seconds += walk
                 held = walk / self.duty if self.duty < 1 and walk >= DUTY_FLOOR else 0.0
                 until = flight.started + max(self.max_age, held)
+                if self._budgeted:
+                    # A walk budget gives the last answer when it is spent, however
+                    # old: so answers stay until capacity, death or BUDGET_KEEP.
+                    until = max(until, flight.started + BUDGET_KEEP)
                 if flight.value is not None and flight.keep and until > flight.started:
                     self._store(key, _Entry(flight.signature, flight.started, flight.value, walk, until))
                 flight.done = True

@@ -224,7 +224,7 @@ class Engine:
         another key; if not, the answer must not be kept or shared.
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
-        started = self.clock()
+        started, cpu = self.clock(), time.thread_time()
         if self.source is Source.ROLLUP:
             text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
             fields, empty = self._parse(text), not text
@@ -236,7 +236,7 @@ class Engine:
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
         # through the same dirfd, answers for that one task or fails (ENOENT).
-        walk = self.clock() - started
+        walk = time.thread_time() - cpu  # the walk's cost, as the cache counts it
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
         return Totmaps(fields, at=started, walk=walk), tick > key[1]

@@ -106,7 +106,7 @@ class Operations(pyfuse3.Operations):
         self._files: dict[int, bytes] = {}
         self._dirs: dict[int, list[tuple[bytes, Attr]]] = {}
         self._handles = itertools.count(1)
-        self._mixed_seen = 0  # the tree.mixed generation our timeouts follow
+        self._mixed_seen = tree.mixed.generation  # the tree.mixed generation our timeouts follow (none cached yet)
 
     def _reply(self, attr: Attr) -> pyfuse3.EntryAttributes:
         """``attr`` with the timeout its kind may be cached for now (see _SHARED_KINDS)."""

@@ -16,12 +16,13 @@ would refuse a Landlocked caller (README, "Who may read what").
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from ..errors import AccessDenied, TotmapsError
 from ._cgroupns import CgroupRoots
-from ._namespaces import PidNamespaces, PidView, UserNamespaces, capable
+from ._namespaces import KEEP, PidNamespaces, PidView, UserNamespaces, capable
 from ._reader import ProcReader, read_at
 from ._text import CAP_SYS_PTRACE, Status
 
@@ -74,13 +75,12 @@ class Access:
         self.reader = reader
         rootfd = reader.root_fd()
         self.pids = PidNamespaces(rootfd, _inode(rootfd, "self/ns/pid"))
-        self.users = UserNamespaces()
+        self.users = UserNamespaces(held_limit())
         self.own_user_ns = _inode(rootfd, "self/ns/user")
-        self.users.learn(self.own_user_ns, lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
+        self.users.pin(lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         self.initial = _is_initial(rootfd)  # our user namespace is the initial one
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
-        self.cgroups = CgroupRoots(reader, privileged) if privileged else CgroupRoots(reader)
-        self._maps: dict[int, tuple[tuple[int, ...], ...]] = {}  # user namespace -> its uid_map
+        self.cgroups = CgroupRoots(reader, privileged or (lambda fn: fn()), held_limit())
 
     def identify(self, tid: int, uid: int, gid: int) -> Caller:
         """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
@@ -92,7 +92,7 @@ class Access:
             status, user_ns = self.reader.thread(tid)
         except TotmapsError:
             return Caller(tgid=-1, uid=uid, gid=gid)
-        if user_ns is not None and user_ns not in self.users.known:
+        if user_ns is not None and user_ns != self.own_user_ns and user_ns not in self.users.known:
             rootfd = self.reader.root_fd()
             self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         ours = user_ns is not None and user_ns == self.own_user_ns
@@ -109,7 +109,10 @@ class Access:
                 status.uids[1],
                 cap_eff,
                 user_ns,
-                ours and bool(cap_eff >> CAP_SYS_PTRACE & 1),
+                # Only where our namespace is the initial one does it hold every
+                # namespace we can see (a daemon in a container may see tasks whose
+                # mm belongs above it): elsewhere the rule is walked in full.
+                ours and self.initial and bool(cap_eff >> CAP_SYS_PTRACE & 1),
                 ours and self.perfmon_rule and bool(cap_eff & _PERFMON_CAPS),
                 self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids),
                 ns_tgids[-1] if ns_tgids else status.tgid,
@@ -128,18 +131,10 @@ class Access:
         ns = caller.user_ns
         if ns is None or ns == self.own_user_ns or caller.tid < 0:
             return None
-        extents = self._maps.get(ns)
-        if extents is None:
-            try:
-                text = read_at(self.reader.root_fd(), f"{caller.tid}/uid_map", False)
-                extents = tuple(tuple(int(x) for x in line.split()) for line in text.splitlines() if line.strip())
-            except (OSError, ValueError):
-                extents = ()
-            if len(self._maps) > 4096:
-                self._maps.clear()
-            self._maps[ns] = extents
+        rootfd = self.reader.root_fd()
+        extents = self.users.uid_map(ns, lambda: read_at(rootfd, f"{caller.tid}/uid_map", False))
 
-        def inside(uid: int, extents: tuple[tuple[int, ...], ...] = extents) -> int:
+        def inside(uid: int, extents: tuple[tuple[int, int, int], ...] = extents) -> int:
             for first, lower, count in extents:
                 if lower <= uid < lower + count:
                     return first + uid - lower
@@ -148,7 +143,7 @@ class Access:
         return inside
 
     def capable(self, caller: Caller, ns: int | None, cap: int = CAP_SYS_PTRACE) -> bool:
-        return capable(self.users.known, ns, caller.user_ns, caller.euid, caller.cap_eff, cap)
+        return capable(self.users, ns, caller.user_ns, caller.euid, caller.cap_eff, cap)
 
     def may_read(self, caller: Caller, status: Status, target: Target) -> bool:
         """Whether open(/proc/<pid>/smaps) by ``caller`` would succeed, for a target whose status is ``status``.
@@ -189,28 +184,57 @@ class Access:
         (task_dump_owner in fs/proc/base.c): files inside /proc/<pid> belong to
         the euid/egid when dumpable, and to the root of mm->user_ns otherwise
         (make_kuid(mm->user_ns, 0), global root when unmapped). mm->user_ns is
-        the namespace the program was exec'd in, raised by would_dump (fs/exec.c)
-        to an ancestor for an unreadable binary: we take it to be the target's
-        own namespace when the owner is that namespace's root, and the initial
-        one otherwise (the strictest). A target running as that root itself
-        reads alike both ways: taken as not dumpable (the safe side).
+        the namespace the program was exec'd in; a task that unshared a user
+        namespace since, or whose binary was unreadable (would_dump in
+        fs/exec.c), has an ancestor's. So when the owner is the root of the
+        target's namespace, an ancestor mapping its root to the same ids reads
+        alike: we take the highest such candidate that can be told, the one
+        just below our own namespace (the strictest), and the initial namespace
+        for any other owner. A target running as that root itself reads alike
+        dumpable or not: taken as not dumpable. The safe side each time: a read
+        the kernel would allow may be refused, never the other way round.
         """
         owner = target.smaps_owner()
         ids = (status.uids[1], status.gids[1])
         own_root = (0, 0) if ns is not None and ns == self.own_user_ns else None  # our namespace's root is our 0
         if owner != ids:
             root = own_root or target.root_ids()
-            return False, ns if root is not None and owner == root else None
+            return False, self._outermost(ns) if root is not None and owner == root else None
         if ids == (0, 0):
             return False, None
         root = own_root or target.root_ids()
         if root is not None and ids == root:
+            # Dumpable, or not with the owner its namespace's root gives: the
+            # usual case is a container's root process, dumpable, so here the
+            # candidate is the target's own namespace (README: the one reading
+            # this lets through that the kernel refuses).
             return False, ns
         return True, None
+
+    def _outermost(self, ns: int | None) -> int | None:
+        """The ancestor of ``ns`` just below our own namespace (``ns`` itself if it is ours or a child of ours)."""
+        node = self.users.get(ns)
+        while node is not None and node.parent is not None and node.parent != self.own_user_ns:
+            up = self.users.get(node.parent)
+            if up is None:
+                return None  # an ancestor we no longer know: the strictest, as for the initial namespace
+            node = up
+        return ns if node is None else node.inode
 
     def check(self, caller: Caller, status: Status, target: Target) -> None:
         if not self.may_read(caller, status, target):
             raise AccessDenied(f"caller {caller.tgid} (uid {caller.uid}) may not read {status.tgid}")
+
+
+def held_limit() -> int:
+    """How many namespaces of a kind may be held open: KEEP, or an eighth of our fd limit if that is less.
+
+    Two kinds are held (user namespaces, cgroup namespaces): a quarter of the
+    fds at most, so that no number of namespaces callers make can run the
+    daemon out of fds (EMFILE would fail every read).
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return KEEP if soft == resource.RLIM_INFINITY else max(16, min(KEEP, soft // 8))
 
 
 def _inode(rootfd: int, path: str) -> int | None:

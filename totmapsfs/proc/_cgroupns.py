@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import ctypes
 import ctypes.util
+import errno
 import logging
 import os
 import queue
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._cgroup2 import ROOT, unified_path
-from ._namespaces import _Open
+from ._namespaces import KEEP, Held
 from ._reader import ProcReader, read_at
 
 log = logging.getLogger("totmapsfs")
@@ -72,7 +73,9 @@ class CgroupRoots:
     the function is just called, which suits a root process that kept it.
     """
 
-    def __init__(self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] = _direct) -> None:
+    def __init__(
+        self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] = _direct, keep: int = KEEP
+    ) -> None:
         self._rootfd = reader.root_fd()
         self._privileged = privileged
         self.own: int | None
@@ -80,13 +83,13 @@ class CgroupRoots:
             self.own = os.stat("self/ns/cgroup", dir_fd=self._rootfd).st_ino
         except OSError:
             self.own = None
-        self._open = _Open()
-        self._roots: dict[int, str | None] = {}
+        self._roots: Held[tuple[str | None]] = Held(keep)  # by namespace inode: (its root,)
         self._jobs: queue.SimpleQueue[tuple[Callable[[], str | None], concurrent.futures.Future[str | None]]]
         self._jobs = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._refused = False  # setns is not allowed us: no namespace's root can be found
+        self._join_failed = False  # the last setns into a caller's namespace failed otherwise
         self._stuck = False  # the thread could not come back to our namespace: it finds nothing more
 
     def namespace_of(self, tid: int) -> int | None:
@@ -103,8 +106,9 @@ class CgroupRoots:
             return ROOT if self.own is None else None
         if inode == self.own:
             return ROOT
-        if self._open.get(inode) is not None and inode in self._roots:
-            return self._roots[inode]
+        known = self._roots.get(inode)
+        if known is not None:
+            return known[0]
         try:
             fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
         except OSError:
@@ -112,13 +116,16 @@ class CgroupRoots:
         if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
             os.close(fd)
             return None
-        root = self._in_thread(lambda: self._find(fd, tid))
-        if root is None and not self._refused:
-            os.close(fd)  # not told this time (the caller moved meanwhile): asked again next time
+        # Found twice, the same both times: a caller moving itself between our
+        # reads (it may, with a delegated subtree) cannot make us take a wrong root.
+        self._join_failed = False
+        first = self._in_thread(lambda: self._find(fd, tid))
+        root = first if first is None else self._in_thread(lambda: self._find(fd, tid))
+        definitive = self._refused or self._join_failed  # setns said no: no use asking again
+        if (root is None and not definitive) or root != first:
+            os.close(fd)  # not told this time: asked again next time
             return None
-        self._roots[inode] = root
-        self._open.put(inode, fd)
-        return root
+        return self._roots.put(inode, fd, (root,))[0]
 
     def _find(self, fd: int, tid: int) -> str | None:
         """In the dedicated thread: join the namespace, read the caller's cgroup from inside, come back."""
@@ -128,7 +135,6 @@ class CgroupRoots:
         try:
             before = self._cgroup_of(tid)
             if not self._join(fd):
-                self._refused = True
                 return None
             try:
                 inside = self._cgroup_of(tid)
@@ -152,13 +158,21 @@ class CgroupRoots:
             return None
 
     def _join(self, fd: int) -> bool:
-        """setns into the cgroup namespace ``fd`` (CAP_SYS_ADMIN raised for it); False, logged, when refused."""
+        """setns into the cgroup namespace ``fd`` (CAP_SYS_ADMIN raised for it); False, logged, when refused.
+
+        EPERM (no CAP_SYS_ADMIN, or a seccomp filter) holds for every namespace:
+        then no more are tried. Any other error is this namespace's alone.
+        """
         try:
             self._privileged(lambda: setns(fd, CLONE_NEWCGROUP))
             return True
         except OSError as exc:
-            if not self._refused:
+            if exc.errno == errno.EPERM and not self._refused:
+                self._refused = True
                 log.warning("cannot join callers' cgroup namespaces (%s): MOUNT/cgroup is refused to them", exc)
+            elif exc.errno != errno.EPERM:
+                self._join_failed = True
+                log.warning("cannot join a caller's cgroup namespace (%s): MOUNT/cgroup is refused to it", exc)
             return False
 
     def _in_thread(self, fn: Callable[[], str | None]) -> str | None:

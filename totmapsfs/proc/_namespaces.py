@@ -9,23 +9,27 @@ ioctls are missing, a pid is found through the NStgid/NSpid lines of the
 task's status instead (Linux 4.1), which name its pid at every level from
 our procfs's namespace down to its own.
 
-Namespace files are kept open while in use (a pid namespace we translate
-for, a user namespace whose ancestry we know): a namespace lives while an fd
-to it does, so an inode we know cannot be reused by another namespace
-meanwhile. At most ``KEEP`` of each are kept.
+A namespace lives while an fd to it is open, so an inode names one namespace
+only while we hold it: a user namespace's ancestry is kept exactly as long as
+it is held (``Held``, at most ``KEEP``), and a pid namespace is translated for
+through an fd of the request's own (``PidView``).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import struct
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger("totmapsfs")
+T = TypeVar("T")
 
 _NSIO = 0xB7
 NS_GET_PARENT = _NSIO << 8 | 0x2  # _IO(NSIO, 0x2)
@@ -37,7 +41,6 @@ NS_GET_TGID_FROM_PIDNS = _IOR_INT | 0x7  # ... its thread group's id in ours
 NS_GET_PID_IN_PIDNS = _IOR_INT | 0x8  # a pid in ours -> its pid in the fd's namespace
 NS_GET_TGID_IN_PIDNS = _IOR_INT | 0x9  # ... its thread group's id there
 
-_NO_IOCTLS = -1  # _ask's answer on a kernel without them (no pid is negative)
 KEEP = 1024  # namespaces held open, per kind: far more containers than a host runs at once
 
 
@@ -45,55 +48,80 @@ def _open_ns(path: str, rootfd: int) -> int:
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd)
 
 
-class _Open:
-    """Namespace fds by inode, the least recently used closed past KEEP.
+class Held(Generic[T]):
+    """Namespaces held open by inode, each with what we learnt of it; the least recently used let go past ``keep``.
 
-    An fd handed out may still be in use in another thread when it is pushed
-    out, so it is closed only once it has been out of the table for ``GRACE``
-    seconds (requests last far less): an ioctl must never meet a reused fd.
+    A namespace lives while an fd to it is open, so while we hold one its
+    inode names no other: what we learnt of it stays true exactly as long as
+    it is here. Letting go (closing) and forgetting happen together, under one
+    lock; the fds are only held, never used, so they are closed at once.
+    ``on_evict`` hears of each inode let go (to forget what else was learnt).
     """
 
-    GRACE = 60.0
+    def __init__(self, keep: int = KEEP, on_evict: Callable[[int], None] | None = None) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._held: OrderedDict[int, tuple[int, T]] = OrderedDict()
+        self._on_evict = on_evict
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.fds: OrderedDict[int, int] = OrderedDict()
-        self._retired: list[tuple[float, int]] = []
+    def get(self, inode: int | None) -> T | None:
+        if inode is None:
+            return None
+        with self._lock:
+            held = self._held.get(inode)
+            if held is None:
+                return None
+            self._held.move_to_end(inode)
+            return held[1]
 
-    def get(self, inode: int) -> int | None:
-        with self.lock:
-            fd = self.fds.get(inode)
-            if fd is not None:
-                self.fds.move_to_end(inode)
-            return fd
+    def __contains__(self, inode: object) -> bool:
+        return inode in self._held
 
-    def put(self, inode: int, fd: int) -> int:
-        """Keep ``fd`` for ``inode``; returns the fd kept (another thread's, if it got there first)."""
-        with self.lock:
-            kept = self.fds.get(inode)
-            if kept is not None:
+    def put(self, inode: int, fd: int, value: T) -> T:
+        """Hold ``fd`` for ``inode`` with ``value``; the value kept (another thread's, if it came first)."""
+        gone: list[int] = []
+        with self._lock:
+            held = self._held.get(inode)
+            if held is not None:
                 os.close(fd)
-                return kept
-            self.fds[inode] = fd
-            now = time.monotonic()
-            while len(self.fds) > KEEP:
-                self._retired.append((now, self.fds.popitem(last=False)[1]))
-            while self._retired and now - self._retired[0][0] > self.GRACE:
-                os.close(self._retired.pop(0)[1])
-            return fd
+                return held[1]
+            self._held[inode] = (fd, value)
+            while len(self._held) > self.keep:
+                old, (old_fd, _) = self._held.popitem(last=False)
+                os.close(old_fd)
+                gone.append(old)
+        if self._on_evict is not None:
+            for old in gone:
+                self._on_evict(old)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
-@dataclass(frozen=True, slots=True)
 class PidView:
-    """How one pid namespace numbers processes: ours (``fd`` None, numbers as they are) or a descendant's."""
+    """How one pid namespace numbers processes: ours (``fd`` None, numbers as they are) or a descendant's.
 
-    inode: int
-    fd: int | None  # the namespace, open; None for our own
-    level: int  # how far below ours: 0 for our own
+    A descendant's view owns an fd of its namespace, opened for the request
+    and closed with the view: nothing else can close it meanwhile, so an
+    ioctl through it always reaches that namespace.
+    """
+
+    __slots__ = ("fd", "inode", "level")
+
+    def __init__(self, inode: int, fd: int | None, level: int) -> None:
+        self.inode, self.fd, self.level = inode, fd, level
 
     @property
     def ours(self) -> bool:
         return self.fd is None
+
+    def __del__(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except (OSError, TypeError):  # TypeError: os is gone at interpreter exit
+                pass
 
 
 class PidNamespaces:
@@ -102,8 +130,7 @@ class PidNamespaces:
     def __init__(self, rootfd: int, own_inode: int | None) -> None:
         self._rootfd = rootfd
         self.own = PidView(own_inode or 0, None, 0)
-        self._open = _Open()
-        self.ioctls = True  # the translation ioctls work (Linux >= 6.11); found out on first use
+        self.ioctls = self._have_ioctls()  # the translation ioctls (Linux >= 6.11), asked once
 
     def view(self, tid: int, ns_pids: tuple[int, ...]) -> PidView | None:
         """The pid namespace of thread ``tid``, whose NSpid line is ``ns_pids``; None if it cannot be told.
@@ -117,14 +144,20 @@ class PidNamespaces:
             fd = _open_ns(f"{tid}/ns/pid", self._rootfd)
         except OSError:
             return None
-        inode = os.fstat(fd).st_ino
-        kept = self._open.get(inode)
-        if kept is not None:
+        return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
+
+    def _have_ioctls(self) -> bool:
+        """Whether this kernel translates pids through nsfs: ask it for our own pid in our own namespace."""
+        try:
+            fd = _open_ns("self/ns/pid", self._rootfd)
+        except OSError:
+            return False
+        try:
+            return bool(fcntl.ioctl(fd, NS_GET_TGID_IN_PIDNS, os.getpid()) > 0)
+        except OSError:
+            return False
+        finally:
             os.close(fd)
-            fd = kept
-        else:
-            fd = self._open.put(inode, fd)
-        return PidView(inode, fd, len(ns_pids) - 1)
 
     def view_of(self, tid: int) -> PidView | None:
         """``view`` for a caller whose status we have not read: one stat tells our own namespace apart.
@@ -147,23 +180,20 @@ class PidNamespaces:
         return self.view(tid, ns_pids)
 
     def _ask(self, fd: int, request: int, pid: int) -> int | None:
-        """One of the pid translation ioctls: its answer, None (ESRCH: no such pid there), or _NO_IOCTLS."""
+        """One of the pid translation ioctls: its answer, or None (ESRCH: no such pid there; or it failed)."""
         try:
             return fcntl.ioctl(fd, request, pid)
         except OSError as exc:
-            if exc.errno == errno.ESRCH:
-                return None
-            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                raise
-            self.ioctls = False  # an older kernel: the status lines from now on
-            return _NO_IOCTLS
+            if exc.errno != errno.ESRCH:
+                log.warning("nsfs pid translation failed (%s): the name is not resolved", exc)
+            return None
 
     def to_host(self, view: PidView, pid: int) -> int | None:
         """The pid (or thread id) that ``view`` calls ``pid``, as we number it; None when it has none."""
         if view.fd is None:
             return pid
-        if self.ioctls and (got := self._ask(view.fd, NS_GET_PID_FROM_PIDNS, pid)) != _NO_IOCTLS:
-            return got
+        if self.ioctls:
+            return self._ask(view.fd, NS_GET_PID_FROM_PIDNS, pid)
         return self._scan_to_host(view, pid)
 
     def from_host(self, view: PidView, pid: int, ns_tgids: tuple[int, ...] | None = None) -> int | None:
@@ -174,8 +204,8 @@ class PidNamespaces:
         """
         if view.fd is None:
             return pid
-        if self.ioctls and (got := self._ask(view.fd, NS_GET_TGID_IN_PIDNS, pid)) != _NO_IOCTLS:
-            return got
+        if self.ioctls:
+            return self._ask(view.fd, NS_GET_TGID_IN_PIDNS, pid)
         return self._status_from_host(view, pid, ns_tgids)
 
     def visible(self, view: PidView | None, pids: Sequence[int]) -> list[tuple[int, int]]:
@@ -264,18 +294,38 @@ class UserNs:
 
 
 class UserNamespaces:
-    """User namespaces by inode, with their ancestry: what security/commoncap.c's cap_capable walks."""
+    """User namespaces by inode, with their ancestry: what security/commoncap.c's cap_capable walks.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.known: dict[int, UserNs] = {}
-        self._open = _Open()
+    Each is held open while known (``Held``), its ancestors with it; one let
+    go is forgotten at once, with its uid map, and learnt afresh if it comes
+    back. A namespace keeps its parent alive, so the parent inode a known one
+    names is its parent's as long as the child is held; a parent forgotten
+    before its child makes ``capable`` grant nothing there (the safe side).
+    """
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self._maps: dict[int, tuple[tuple[int, int, int], ...]] = {}
+        self.known: Held[UserNs] = Held(keep, on_evict=self._forget)
+        self._pinned: dict[int, UserNs] = {}  # ours (and what is above it): never let go
+
+    def _forget(self, inode: int) -> None:
+        self._maps.pop(inode, None)
 
     def get(self, inode: int | None) -> UserNs | None:
         if inode is None:
             return None
-        with self._lock:
-            return self.known.get(inode)
+        return self._pinned.get(inode) or self.known.get(inode)
+
+    def pin(self, opener: Callable[[], int]) -> UserNs | None:
+        """Learn the namespace ``opener`` opens, with its ancestors, and never let them go: our own.
+
+        We live in it, so its inode cannot be reused while we run.
+        """
+        ns = self.learn(None, opener)
+        while ns is not None:
+            self._pinned[ns.inode] = ns
+            ns = self.known.get(ns.parent)
+        return ns
 
     def learn(self, inode: int | None, opener: Callable[[], int]) -> UserNs | None:
         """The user namespace ``inode``, learnt (with its ancestors) from the fd ``opener`` gives if unknown.
@@ -290,6 +340,24 @@ class UserNamespaces:
         except OSError:
             return None
         return self._learn(fd)
+
+    def uid_map(self, inode: int, reader: Callable[[], bytes]) -> tuple[tuple[int, int, int], ...]:
+        """The uid_map of held namespace ``inode`` ("inside outside count" lines), read by ``reader`` once.
+
+        A map is written once (user_namespaces(7)): it holds while the
+        namespace is held. Empty when it cannot be read (every uid then shows
+        as the overflow uid, as for ids a map leaves out).
+        """
+        extents = self._maps.get(inode)
+        if extents is None:
+            try:
+                rows = [tuple(int(x) for x in line.split()) for line in reader().splitlines() if line.strip()]
+                extents = tuple((r[0], r[1], r[2]) for r in rows if len(r) == 3)
+            except (OSError, ValueError):
+                extents = ()
+            if inode in self.known:
+                self._maps[inode] = extents
+        return extents
 
     def _learn(self, fd: int) -> UserNs | None:
         """The namespace ``fd`` is (closing or keeping the fd), its ancestors learnt as well."""
@@ -324,17 +392,15 @@ class UserNamespaces:
         parent = known
         for inode, owner, held in reversed(chain):
             level = 0 if parent is None else parent.level + 1
-            ns = UserNs(inode, level, None if parent is None else parent.inode, owner)
-            with self._lock:
-                self.known[inode] = ns
-            self._open.put(inode, held)  # held open: its inode cannot name another namespace meanwhile
-            parent = ns
+            parent = self.known.put(inode, held, UserNs(inode, level, None if parent is None else parent.inode, owner))
         return parent
 
 
-def capable(
-    known: Mapping[int, UserNs], ns: int | None, cred_ns: int | None, euid: int, cap_eff: int, cap: int
-) -> bool:
+class _Known(Protocol):
+    def get(self, inode: int) -> UserNs | None: ...
+
+
+def capable(known: _Known, ns: int | None, cred_ns: int | None, euid: int, cap_eff: int, cap: int) -> bool:
     """cap_capable(cred, ns, cap) of security/commoncap.c: does a caller hold ``cap`` over namespace ``ns``?
 
     Walk up from ``ns``: the caller's own namespace grants what its effective

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import signal
 import sys
 import types
@@ -187,6 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _raise_fd_limit() -> None:
+    """The soft fd limit up to the hard one (capped at 65,536): namespaces are held open (proc._namespaces).
+
+    systemd and most shells start services at a soft 1024; the daemon's
+    namespace tables take at most a quarter of whatever it gets.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("could not raise the fd limit from %d (%s)", soft, exc)
+
+
 def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     # Imported late so that --help and usage errors work without pyfuse3.
     from ..engine import Engine, SourceUnavailable, WalkBudget, choose_source
@@ -199,6 +215,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     from ._privileges import with_admin
 
     check_host()
+    _raise_fd_limit()
     reader = ProcReader(args.proc)
     try:
         source = choose_source(args.source, reader)

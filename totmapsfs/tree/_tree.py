@@ -26,6 +26,7 @@ letting the kernel cache those entries.
 from __future__ import annotations
 
 import functools
+import os
 import stat
 import time
 from collections.abc import Sequence
@@ -85,6 +86,33 @@ class Tree:
         self.cgroup_dirs = CgroupDirs(views.cgroups)
         self.mounted_ns = time.time_ns()
         self.mixed = Mixed()
+        self._look_for_containers()
+
+    def _look_for_containers(self) -> None:
+        """Start mixed if processes of other pid or cgroup namespaces run already (containers on this host).
+
+        Mixed is otherwise set by the first request from such a caller; until
+        then the kernel may answer a container's walk through a name with a
+        dentry cached for a host caller (at most ATTR_TIMEOUT old: existence
+        and owner only, never numbers). Where containers run at start-up,
+        that window is closed from the start. One stat per process.
+        """
+        pid_ns, cgroup_ns = self.access.pids.own.inode, self.access.cgroups.own
+        for pid in self.reader.pids():
+            for kind, own in (("pid", pid_ns), ("cgroup", cgroup_ns)):
+                if not own:
+                    continue
+                try:
+                    inode = os.stat(f"{self.reader.root}/{pid}/ns/{kind}").st_ino
+                except OSError:
+                    continue
+                if inode != own:
+                    if kind == "pid":
+                        self.mixed.pids = True
+                    else:
+                        self.mixed.cgroups = True
+            if self.mixed.pids and self.mixed.cgroups:
+                break
 
     # -- callers and their namespaces ---------------------------------------------------
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from ..engine import Engine, WalkBudget
+from ..engine import Counters, Engine, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
@@ -165,17 +165,23 @@ class Views:
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             if misses or served:
                 self._cold = misses * 4 > served
-            rows.stats = WalkStats(
-                self.engine.source.value,
-                counters.walks,
-                counters.walk_seconds,
-                counters.held,
-                counters.held_in_flight,
-                counters.deferred,
-            )
+            # The walk counters are the whole host's reading: not for a caller
+            # in other namespaces (they would tell it of other tenants' reads).
+            if caller is None or (caller.user_ns == access.own_user_ns and caller.pids is access.pids.own):
+                rows.stats = self._stats(counters)
             return finish(rows)
 
         return Plan(shares, merged)
+
+    def _stats(self, counters: Counters) -> WalkStats:
+        return WalkStats(
+            self.engine.source.value,
+            counters.walks,
+            counters.walk_seconds,
+            counters.held,
+            counters.held_in_flight,
+            counters.deferred,
+        )
 
     def snapshot(
         self,
