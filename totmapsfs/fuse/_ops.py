@@ -37,10 +37,9 @@ R = TypeVar("R")
 # after this long, so a pid that exited stops resolving within a second.
 ATTR_TIMEOUT = 1.0
 # ...but not once callers from other pid (cgroup) namespaces than ours are
-# about: then whether a pid (cgroup) name exists and what it is depends on who
-# asks, and a dentry the kernel cached for one caller would answer the next
+# about: then whether a pid (cgroup) name exists and where it leads depends on
+# who asks, and a dentry the kernel cached for one caller would answer the next
 # (tree.Mixed). Every walk through such a name then asks us again.
-_SHARED_KINDS = {Kind.ROOT, Kind.SELF, Kind.VIEW}
 
 
 def fuse_errors(
@@ -72,7 +71,7 @@ async def _refuse(*_: Any, **__: Any) -> Any:
     raise ReadOnly()
 
 
-def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes:
+def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT, attr_timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes:
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = attr.ino
     entry.st_mode = attr.mode
@@ -83,7 +82,8 @@ def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes
     entry.st_blksize = 4096
     entry.st_blocks = 0
     entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attr.mtime_ns
-    entry.entry_timeout = entry.attr_timeout = timeout
+    entry.entry_timeout = timeout
+    entry.attr_timeout = attr_timeout
     return entry
 
 
@@ -109,19 +109,17 @@ class Operations(pyfuse3.Operations):
         self._mixed_seen = tree.mixed.generation  # the tree.mixed generation our timeouts follow (none cached yet)
 
     def _reply(self, attr: Attr) -> pyfuse3.EntryAttributes:
-        """``attr`` with the timeout its kind may be cached for now (see _SHARED_KINDS)."""
+        """``attr`` with the timeouts its kind may be cached for now (see ATTR_TIMEOUT)."""
         mixed = self.tree.mixed
         if mixed.generation != self._mixed_seen:
             self._mixed_seen = mixed.generation
             self._forget_handed_out()
-        kind = decode(attr.ino).kind
-        if (
-            kind in _SHARED_KINDS
-            or (kind is Kind.PID and not mixed.pids)
-            or (kind is Kind.CGROUP and not mixed.cgroups)
-        ):
-            return _entry(attr)
-        return _entry(attr, 0.0)
+        node = decode(attr.ino)
+        if node.kind is Kind.PID and mixed.pids and not node.is_file:
+            return _entry(attr, 0.0)  # where a name leads is the caller's; the process's attributes are everyone's
+        if node.kind is Kind.CGROUP and mixed.cgroups:
+            return _entry(attr, 0.0, 0.0)  # the top directory is each caller's own root
+        return _entry(attr)
 
     def _forget_handed_out(self) -> None:
         """Have the kernel drop the entries it cached while every caller was in our namespaces.

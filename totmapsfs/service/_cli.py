@@ -131,6 +131,14 @@ def parser() -> argparse.ArgumentParser:
         "walked first next time. off: no bound",
     )
     p.add_argument(
+        "--per-caller-names",
+        action="store_true",
+        help="answer every walk through a pid or cgroup name per caller from the start (by default: once a caller "
+        "from another pid or cgroup namespace, a container, has been seen). Closes the second in which a "
+        "container's first walk may reuse a name the kernel cached for a host caller; costs every cached read "
+        "one more request",
+    )
+    p.add_argument(
         "--threads",
         type=_threads,
         default=DEFAULT_THREADS,
@@ -229,7 +237,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
     budget = None if args.walk_budget is None else WalkBudget(args.walk_budget)
     views = Views(engine, Cgroup2(reader), metrics, budget)
-    ops = Operations(Tree(engine, views), threads=args.threads)
+    ops = Operations(Tree(engine, views, per_caller_names=args.per_caller_names), threads=args.threads)
     budget_text = "off" if budget is None else f"{budget.rate:g} CPU"
     detail = (
         f" (source {engine.source.value}, max-age {args.max_age:g}s, duty {args.duty:.0%}, "

@@ -15,18 +15,19 @@ Layout::
 
 Every name is the caller's (issue 12): pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
-begins where its cgroup namespace does. Inodes are computed from the names
-(``_inodes``), the same for every caller, and each request interprets them
-for its caller; the one thing that differs between callers is whether a name
-exists and what it is, which the kernel caches per dentry. So once a caller
-in another namespace has been seen, ``mixed`` tells the FUSE adapter to stop
-letting the kernel cache those entries.
+begins where its cgroup namespace does. A pid directory's inode is computed
+from *our* pid (``_inodes``), so an inode means one process, with one owner,
+for every caller; what differs between callers is which inode a name leads
+to, and whether it exists: the kernel caches that per dentry. So once a
+caller in another namespace has been seen, ``mixed`` tells the FUSE adapter
+to stop letting the kernel cache the names of pid directories (their
+attributes, one process's for everyone, stay cached). Cgroup directories'
+inodes are absolute too, but the top one is each caller's own root.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import stat
 import time
 from collections.abc import Sequence
@@ -68,7 +69,15 @@ class Request(NamedTuple):
 
 @dataclass
 class Mixed:
-    """Whether callers from other pid or cgroup namespaces than ours have been seen (then for good)."""
+    """Whether callers from other pid or cgroup namespaces than ours have been seen (then for good).
+
+    Until the first such caller's request reaches us, the kernel may answer
+    its walk through a pid name from a dentry cached for one of ours within
+    the last second (ATTR_TIMEOUT in the adapter): that name's existence and
+    the attributes of our process of that pid, never numbers (every open is
+    judged for its caller). ``--per-caller-names`` closes even that, at the
+    price of one lookup per walk for every caller.
+    """
 
     pids: bool = False
     cgroups: bool = False
@@ -78,7 +87,8 @@ class Mixed:
 class Tree:
     """Answers the filesystem's questions from the engine, the views and the proc reader."""
 
-    def __init__(self, engine: Engine, views: Views) -> None:
+    def __init__(self, engine: Engine, views: Views, *, per_caller_names: bool = False) -> None:
+        """``per_caller_names``: mixed from the start (see Mixed), not from the first foreign caller on."""
         self.engine = engine
         self.reader = engine.reader
         self.access = engine.access
@@ -86,33 +96,8 @@ class Tree:
         self.cgroup_dirs = CgroupDirs(views.cgroups)
         self.mounted_ns = time.time_ns()
         self.mixed = Mixed()
-        self._look_for_containers()
-
-    def _look_for_containers(self) -> None:
-        """Start mixed if processes of other pid or cgroup namespaces run already (containers on this host).
-
-        Mixed is otherwise set by the first request from such a caller; until
-        then the kernel may answer a container's walk through a name with a
-        dentry cached for a host caller (at most ATTR_TIMEOUT old: existence
-        and owner only, never numbers). Where containers run at start-up,
-        that window is closed from the start. One stat per process.
-        """
-        pid_ns, cgroup_ns = self.access.pids.own.inode, self.access.cgroups.own
-        for pid in self.reader.pids():
-            for kind, own in (("pid", pid_ns), ("cgroup", cgroup_ns)):
-                if not own:
-                    continue
-                try:
-                    inode = os.stat(f"{self.reader.root}/{pid}/ns/{kind}").st_ino
-                except OSError:
-                    continue
-                if inode != own:
-                    if kind == "pid":
-                        self.mixed.pids = True
-                    else:
-                        self.mixed.cgroups = True
-            if self.mixed.pids and self.mixed.cgroups:
-                break
+        if per_caller_names:
+            self.mixed.pids = self.mixed.cgroups = True
 
     # -- callers and their namespaces ---------------------------------------------------
 
@@ -168,13 +153,24 @@ class Tree:
     def _view_attr(self, ino: int) -> Attr:
         return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_ns)
 
-    def _pid_attr(self, host: int, pid: int, is_file: bool) -> Attr:
-        """The directory (or totmaps) of the process we number ``host`` and the caller ``pid``."""
+    def _pid_attr(self, host: int, is_file: bool) -> Attr:
+        """The directory (or totmaps) of the process we number ``host``: its inode is ours, whoever asks."""
         with self.reader.open(host) as proc:
             st = proc.smaps_stat() if is_file else proc.dir_stat()
         if is_file:
-            return Attr(totmaps_inode(pid), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
-        return Attr(pid_dir_inode(pid), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
+            return Attr(totmaps_inode(host), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
+        return Attr(pid_dir_inode(host), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
+
+    def _visible(self, host: int, view: PidView | None) -> int:
+        """``host`` if the caller's namespace holds that process; NoSuchEntry if not.
+
+        A pid directory's inode names our process: reached through a name the
+        caller looked up (its own numbering), or a handle it holds, the caller
+        must still be able to see it.
+        """
+        if view is None or (view.fd is not None and self.access.pids.from_host(view, host) is None):
+            raise NoSuchEntry(str(host))
+        return host
 
     def getattr(self, ino: int, request: Request) -> Attr:
         node = decode(ino)
@@ -186,7 +182,7 @@ class Tree:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
-        return self._pid_attr(self._host(self._view(request), node.number), node.number, node.is_file)
+        return self._pid_attr(node.number, node.is_file)
 
     # -- names ----------------------------------------------------------------
 
@@ -199,8 +195,7 @@ class Tree:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
                 return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
-            pid = parse_pid(name)
-            return self._pid_attr(self._host(self._view(request), pid), pid, False)
+            return self._pid_attr(self._host(self._view(request), parse_pid(name)), False)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
@@ -208,7 +203,7 @@ class Tree:
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
-        return self._pid_attr(self._host(self._view(request), node.number), node.number, True)
+        return self._pid_attr(self._visible(node.number, self._view(request)), True)
 
     def visible(self, view: PidView | None) -> list[tuple[int, int]]:
         """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
@@ -227,7 +222,7 @@ class Tree:
             pass  # no cgroup2 mounted, or none the caller has: no cgroup directory
         for host, pid in self.visible(self._view(request)):
             try:
-                entries.append((str(pid).encode(), self._pid_attr(host, pid, False)))
+                entries.append((str(pid).encode(), self._pid_attr(host, False)))
             except NoSuchEntry:
                 continue  # exited between listing and stat, as /proc would skip it
         return entries
@@ -241,10 +236,9 @@ class Tree:
             return self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {ino}")
-        pid = node.number
-        host = self._host(self._view(request), pid)
-        here = self._pid_attr(host, pid, False)
-        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
+        host = self._visible(node.number, self._view(request))
+        here = self._pid_attr(host, False)
+        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, True))]
 
     def readlink(self, ino: int, request: Request) -> bytes:
         if decode(ino).kind is not Kind.SELF:
@@ -286,7 +280,7 @@ class Tree:
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
             caller = self.caller(request)
-            return self._open_pid(self._host(caller.pids, node.number), caller)
+            return self._open_pid(self._visible(node.number, caller.pids), caller)
         # One Caller for the whole read: a view checks every process against it.
         caller = self.caller(request)
         if ino == TOTMAPS_INODE:
@@ -326,7 +320,7 @@ class Tree:
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
         caller = self.caller(request)
-        return self.engine.totmaps(self._host(caller.pids, pid), caller).text
+        return self.engine.totmaps(self._visible(pid, caller.pids), caller).text
 
 
 def _first(parts: Sequence[bytes]) -> bytes:
