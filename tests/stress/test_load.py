@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import threading
@@ -28,7 +29,7 @@ import pytest
 
 from support import PROGRAMS
 from support.figures import report
-from totmapsfs.harness import PY, wait_for
+from totmapsfs.harness import PY, Mount, wait_for
 from totmapsfs.proc import BufferPool
 
 SECONDS = float(os.environ.get("TOTMAPSFS_STRESS_SECONDS", "5"))
@@ -160,8 +161,13 @@ def handles(log: str) -> Counter[str]:
     return done
 
 
-def kill_batch(mount: Path, paths: list[str], rng: random.Random) -> tuple[int, int]:
-    """READERS readers started, then each SIGKILLed at a random moment: (kills, kills inside a FUSE request)."""
+def kill_batch(mount: Path, paths: list[str], rng: random.Random, daemon: Mount | None = None) -> tuple[int, int]:
+    """READERS readers started, then each SIGKILLed at a random moment: (kills, kills inside a FUSE request).
+
+    A killed reader inside a request the daemon has taken waits, uninterruptibly,
+    for its answer: one that does not end within 30 s is a request the daemon
+    never answered, and the failure then shows where the daemon's threads are.
+    """
     readers = [start_reader(mount, 60, rng.randrange(1 << 30), paths) for _ in range(READERS)]
     time.sleep(0.3)  # past interpreter start-up: into the read loop
     in_request = 0
@@ -173,7 +179,19 @@ def kill_batch(mount: Path, paths: list[str], rng: random.Random) -> tuple[int, 
             pass
         p.kill()
     for p in readers:
-        p.communicate(timeout=30)  # reaps it and closes its pipe
+        try:
+            p.communicate(timeout=30)  # reaps it and closes its pipe
+        except subprocess.TimeoutExpired:
+            wchan = Path(f"/proc/{p.pid}/wchan").read_text(errors="replace")
+            for q in readers:
+                q.kill()
+            if daemon is not None:
+                os.kill(daemon.proc.pid, signal.SIGUSR1)  # faulthandler: every thread's stack into the log
+                time.sleep(1)
+            tail = daemon.log_text()[-6000:] if daemon is not None else ""
+            raise AssertionError(
+                f"a killed reader still waits after 30 s (wchan {wchan}); daemon log:\n{tail}"
+            ) from None
     return len(readers), in_request
 
 
@@ -199,11 +217,11 @@ def test_readers_killed_mid_read_leak_nothing(mount_factory, workloads, request:
     daemon = m.proc.pid
     rng = random.Random(0)
     for _ in range(2):  # warm-up: pools and buffers reach their working size
-        kill_batch(m.path, paths, rng)
+        kill_batch(m.path, paths, rng, m)
     before = daemon_stats(daemon)
     kills, in_request, rss = 0, 0, []
     for _ in range(max(1, round(SECONDS))):
-        k, r = kill_batch(m.path, paths, rng)
+        k, r = kill_batch(m.path, paths, rng, m)
         kills, in_request = kills + k, in_request + r
         rss.append(psutil.Process(daemon).memory_info().rss)
     # Every open the daemon answered is released by the kernel once its
