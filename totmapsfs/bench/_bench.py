@@ -32,7 +32,8 @@ MOUNTS = {
     "default": (),  # the footprint run, and the target section's default duty: as users run it
     **_target.MOUNTS,
 }
-FLOORS = {"floor": (), "floor-hop": ("--hop",)}  # and "floor-reads", which names the small target
+# and "floor-reads" and "floor-hop-read", which name their targets
+FLOORS = {"floor": (), "floor-hop": ("--hop",)}
 FLOOR = (PY, "-m", "totmapsfs.bench.floor")
 # The CPU section's variants: (name, mount or None for the kernel's own file, target).
 CPU_SMALL: list[tuple[str, str | None, str | None]] = [
@@ -66,7 +67,8 @@ INPROC = [
     "direct smaps",
     "psutil memory_full_info",
 ]
-CONC = ["mount rollup cold", "mount rollup warm", "mount smaps cold", "direct smaps_rollup"]
+# "floor + hop + rollup": the least a cold read does (see floor.py), the bound of "mount rollup cold"
+CONC = ["mount rollup cold", "floor + hop + rollup", "mount rollup warm", "mount smaps cold", "direct smaps_rollup"]
 
 
 @dataclass(frozen=True)
@@ -143,9 +145,11 @@ class Bench:
         log(f"workload: {IDLE} small idle processes")
         self.w["idle"] = self.env.workload("--children", str(IDLE))
         self.small = self.env.program("sleep", "infinity")  # ~37 mappings, the small process
-        log(f"mounting {len(MOUNTS)} daemons and {len(FLOORS) + 1} pyfuse3 floors in {self.env.workdir}")
+        log(f"mounting {len(MOUNTS)} daemons and {len(FLOORS) + 2} pyfuse3 floors in {self.env.workdir}")
         self.env.mount(MOUNTS)
-        self.env.mount({**FLOORS, "floor-reads": ("--reads", str(self.small.pid))}, command=FLOOR)
+        big = ",".join(map(str, self.w["2000"].pids))
+        floors = {**FLOORS, "floor-reads": ("--reads", str(self.small.pid)), "floor-hop-read": ("--hop-read", big)}
+        self.env.mount(floors, command=FLOOR)
         for size, *_ in SIZES:  # every mount answers, with the kernel's Rss (these workloads are idle)
             pid = self.w[size].pid
             rss = _rss(self.reader.read_bytes(f"/proc/{pid}/smaps_rollup"))
@@ -227,12 +231,15 @@ class Bench:
         pids = self.w["2000"].pids
         paths: dict[str, Callable[[int], str]] = {
             "mount rollup cold": functools.partial(self.path, "rollup-cold"),
+            "floor + hop + rollup": lambda pid: str(self.env.mounts["floor-hop-read"].path / str(pid)),
             "mount rollup warm": functools.partial(self.path, "rollup-warm"),
             "mount smaps cold": functools.partial(self.path, "smaps-cold"),
             "direct smaps_rollup": "/proc/{}/smaps_rollup".format,
         }
-        for n in READERS:
-            for mode, path in paths.items():
+        # A mode's reader counts back to back: the speedups are ratios of
+        # neighbours, less exposed to a noisy machine's drift.
+        for mode, path in paths.items():
+            for n in READERS:
                 rate, busy = m.throughput([path(p) for p in pids[:n]], self.cfg.conc_time)
                 self.tput.setdefault(mode, {}).setdefault(n, []).append(rate)
                 self.busy.setdefault(mode, {}).setdefault(n, []).append(busy)

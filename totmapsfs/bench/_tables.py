@@ -114,7 +114,7 @@ def report(b: Bench) -> str:
 
 def targets(b: Bench) -> list[Target]:
     cat, inp, p = b.cat["2000"], b.inproc["2000"], b.parse["2000"]
-    t, ts = b.tput["mount rollup cold"], b.tput["mount smaps cold"]
+    t, ts, tf = b.tput["mount rollup cold"], b.tput["mount smaps cold"], b.tput["floor + hop + rollup"]
     (_, rss0, fd0), (_, rss1, fd1) = b.fp[-2], b.fp[-1]
     # No cold smaps-source read can beat the kernel generating smaps once.
     bound = ratios(cat["awk over smaps"], inp["direct smaps"])
@@ -176,7 +176,10 @@ def targets(b: Bench) -> list[Target]:
             ratios(t[2], t[1]),
             1.6,
             False,
-            note=f"CPUs busy with 2 readers: {fmt(b.busy['mount rollup cold'][2])} of {os.cpu_count()}",
+            note=(
+                f"bound: the floor doing one hop and the smaps_rollup read scales {fmt(ratios(tf[2], tf[1]))}x;"
+                f" CPUs busy with 2 readers: {fmt(b.busy['mount rollup cold'][2])} of {os.cpu_count()}"
+            ),
         ),
         Target("2 readers / 1 reader, mount smaps cold", ratios(ts[2], ts[1]), 1.6, False),
         Target(

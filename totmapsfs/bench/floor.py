@@ -13,6 +13,10 @@ totmapsfs does to each open, for the benchmark's bounds:
 
     --hop      the open's answer comes back from a worker thread of
                totmapsfs's own pool (fuse._pool): what a cold read cannot avoid
+    --hop-read P,...  adds a file /<P> for each process P, its open answered
+               from a worker that reads P's smaps_rollup: the least a cold
+               read of P does (the concurrent readers' bound; no parse, no
+               access rule, no cache)
     --reads P  the open reads, on the trio thread, what totmapsfs's access rule
                and cache need: the calling thread's status and user namespace,
                and process P's /proc directory, stat and status (proc's C
@@ -25,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import os
 import signal
 import stat
 import sys
+from collections.abc import Sequence
 
 import pyfuse3
 import trio
@@ -56,11 +62,14 @@ class FloorOps(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, data: bytes, hop: bool, reads: int) -> None:
+    def __init__(self, data: bytes, hop: bool, reads: int, hop_read: Sequence[int] = ()) -> None:
         super().__init__()
         self.data = data
-        self.pool = Pool(4, "floor") if hop else None
+        self.pool = Pool(4, "floor") if hop or hop_read else None
         self.reads = reads
+        # inode FILE_INODE + 1 + i is /<hop_read[i]>
+        self.targets = {str(pid).encode(): FILE_INODE + 1 + i for i, pid in enumerate(hop_read)}
+        self.pids = {ino: int(name) for name, ino in self.targets.items()}
         self.reader = ProcReader()
 
     def _attr(self, inode: int) -> pyfuse3.EntryAttributes:
@@ -74,14 +83,20 @@ class FloorOps(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if parent_inode == pyfuse3.ROOT_INODE and name == NAME:
             return self._attr(FILE_INODE)
+        if parent_inode == pyfuse3.ROOT_INODE and name in self.targets:
+            return self._attr(self.targets[name])
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if inode in (pyfuse3.ROOT_INODE, FILE_INODE):
+        if inode in (pyfuse3.ROOT_INODE, FILE_INODE) or inode in self.pids:
             return self._attr(inode)
         raise pyfuse3.FUSEError(errno.ENOENT)
 
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if inode in self.pids:
+            assert self.pool is not None
+            await self.pool.run(functools.partial(self._rollup, self.pids[inode]))
+            return pyfuse3.FileInfo(fh=1, direct_io=True, keep_cache=False)
         if inode != FILE_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
         if self.reads:
@@ -91,6 +106,10 @@ class FloorOps(pyfuse3.Operations):
         if self.pool is not None:
             await self.pool.run(lambda: None)
         return pyfuse3.FileInfo(fh=1, direct_io=True, keep_cache=False)
+
+    def _rollup(self, pid: int) -> None:
+        with self.reader.open(pid) as proc:
+            proc.rollup()
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         return self.data[off : off + size]
@@ -132,17 +151,27 @@ async def _serve(mountpoint: str) -> None:
         nursery.cancel_scope.cancel()
 
 
+def _pids(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of pids: {text!r}") from None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m totmapsfs.bench.floor", description=(__doc__ or "").splitlines()[0])
     ap.add_argument("mountpoint")
     ap.add_argument("--size", type=int, default=FLOOR_SIZE)
     ap.add_argument("--hop", action="store_true", help="answer open from a worker of totmapsfs's pool")
+    ap.add_argument(
+        "--hop-read", type=_pids, default=(), metavar="PID,...", help="a file /PID each, read through a hop"
+    )
     ap.add_argument("--reads", type=int, default=0, metavar="PID", help="read what a cached totmapsfs read reads")
     args = ap.parse_args()
     os.makedirs(args.mountpoint, exist_ok=True)
     options = mount_options() | {"fsname=floor", "subtype=floor"}
     options -= {"fsname=totmapsfs", "subtype=totmapsfs"}
-    pyfuse3.init(FloorOps(content(args.size), args.hop, args.reads), args.mountpoint, options)
+    pyfuse3.init(FloorOps(content(args.size), args.hop, args.reads, args.hop_read), args.mountpoint, options)
     try:
         trio.run(_serve, args.mountpoint)
     finally:
