@@ -39,6 +39,7 @@ from collections.abc import Sequence
 import pyfuse3
 import trio
 
+from ..errors import TotmapsError
 from ..fuse import Pool
 from ..proc import ProcReader
 from ..service._daemon import mount_options
@@ -95,7 +96,10 @@ class FloorOps(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if inode in self.pids:
             assert self.pool is not None
-            await self.pool.run(functools.partial(self._rollup, self.pids[inode]))
+            try:
+                await self.pool.run(functools.partial(self._rollup, self.pids[inode]))
+            except TotmapsError:  # the process is gone: an error for this reader, not the end of the floor
+                raise pyfuse3.FUSEError(errno.ENOENT) from None
             return pyfuse3.FileInfo(fh=1, direct_io=True, keep_cache=False)
         if inode != FILE_INODE:
             raise pyfuse3.FUSEError(errno.EISDIR)
