@@ -175,8 +175,12 @@ def test_the_views_walk_budget_degrades_to_older_answers(mount_factory, workload
         deferred=deferred,
         ages_s="/".join(f"{ages.get(b.pid, -1):.1f}" for b in bigs),
     )
-    assert free_spent / seconds > 0.2, "unbounded, back-to-back views should walk the busy processes a lot"
     # The bucket's 0.5 s, the budget's share, and one walk of each in debt at most.
-    assert spent <= 0.5 + budget * seconds + w, f"{spent:.2f} s of walking under a {budget:g} CPU budget"
-    assert spent < free_spent / 2 and deferred > 0, "a spent budget should give older answers instead of walks"
+    bound = 0.5 + budget * seconds + w
+    # Unbounded, the same reads walk well past that bound (so the budget had
+    # something to stop). Not a fixed share of it: on a loaded box (CI beside
+    # other work) unbounded walking came to 1.21 s against 0.65 s budgeted.
+    assert free_spent > bound, f"unbounded views walked {free_spent:.2f} s: too little to test a budget"
+    assert spent <= bound, f"{spent:.2f} s of walking under a {budget:g} CPU budget"
+    assert deferred > 0, "a spent budget should give older answers instead of walks"
     assert all(ages.get(b.pid, 1e9) < seconds for b in bigs), f"every process gets its turn: ages {ages}"
