@@ -325,26 +325,3 @@ def test_in_the_daemons_own_namespaces_names_are_the_hosts(exact_mount: Mount, p
     expect.that(inside in pid_names(os.listdir(m)), f"the host's ls MOUNT lacks {inside}, a pid namespace's init")
     expect.same(ours, kernel, f"MOUNT/{inside}/totmaps (a pid namespace's init) read from the host")
     expect.done()
-
-
-# -- the kernel's dentry cache ----------------------------------------------------------------
-
-
-def test_per_caller_names_leave_no_window(mount_factory, workloads) -> None:
-    """--per-caller-names: a name a host caller just looked up never answers a container's walk.
-
-    Without it the daemon learns of the container at its first request, and
-    until then the kernel may reuse the host's dentry for up to a second (the
-    review's experiment: the host pid's existence and owner, never numbers).
-    """
-    m, expect = mount_factory("--per-caller-names").path, Verdicts()
-    host = workloads()
-    agent = Agent("--unshare", "mount,pid", "--proc", label="late")  # after the mount: it has it
-    try:
-        for _ in range(5):
-            os.stat(m / str(host.pid))  # a host caller, and the kernel caches the name
-            got = agent.one("stat", str(m / str(host.pid)))
-            expect.same(answer(got), "ENOENT", f"a container's stat of MOUNT/{host.pid}, a host pid it cannot see")
-    finally:
-        agent.close()
-    expect.done()

@@ -37,9 +37,10 @@ R = TypeVar("R")
 # after this long, so a pid that exited stops resolving within a second.
 ATTR_TIMEOUT = 1.0
 # ...but not once callers from other pid (cgroup) namespaces than ours are
-# about: then whether a pid (cgroup) name exists and where it leads depends on
-# who asks, and a dentry the kernel cached for one caller would answer the next
+# about: then whether a pid (cgroup) name exists and what it is depends on who
+# asks, and a dentry the kernel cached for one caller would answer the next
 # (tree.Mixed). Every walk through such a name then asks us again.
+_SHARED_KINDS = {Kind.ROOT, Kind.SELF, Kind.VIEW}
 
 
 def fuse_errors(
@@ -62,6 +63,12 @@ def fuse_errors(
         except Exception:
             log.exception("internal error in %s%r", fn.__name__, args)
             raise pyfuse3.FUSEError(errno.EIO) from None
+        finally:
+            # After every request, failed ones too: the first request of a
+            # caller from another namespace may well be one that fails (a name
+            # that is not its), and the kernel must drop our callers' entries
+            # then, not at the next success.
+            self._follow_mixed()
 
     functools.update_wrapper(wrapper, fn)
     return wrapper
@@ -71,7 +78,7 @@ async def _refuse(*_: Any, **__: Any) -> Any:
     raise ReadOnly()
 
 
-def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT, attr_timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes:
+def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes:
     entry = pyfuse3.EntryAttributes()
     entry.st_ino = attr.ino
     entry.st_mode = attr.mode
@@ -82,8 +89,7 @@ def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT, attr_timeout: float = ATTR
     entry.st_blksize = 4096
     entry.st_blocks = 0
     entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attr.mtime_ns
-    entry.entry_timeout = timeout
-    entry.attr_timeout = attr_timeout
+    entry.entry_timeout = entry.attr_timeout = timeout
     return entry
 
 
@@ -109,25 +115,32 @@ class Operations(pyfuse3.Operations):
         self._mixed_seen = tree.mixed.generation  # the tree.mixed generation our timeouts follow (none cached yet)
 
     def _reply(self, attr: Attr) -> pyfuse3.EntryAttributes:
-        """``attr`` with the timeouts its kind may be cached for now (see ATTR_TIMEOUT)."""
+        """``attr`` with the timeout its kind may be cached for now (see _SHARED_KINDS)."""
         mixed = self.tree.mixed
-        if mixed.generation != self._mixed_seen:
-            self._mixed_seen = mixed.generation
-            self._forget_handed_out()
-        node = decode(attr.ino)
-        if node.kind is Kind.PID and mixed.pids and not node.is_file:
-            return _entry(attr, 0.0)  # where a name leads is the caller's; the process's attributes are everyone's
-        if node.kind is Kind.CGROUP and mixed.cgroups:
-            return _entry(attr, 0.0, 0.0)  # the top directory is each caller's own root
-        return _entry(attr)
+        kind = decode(attr.ino).kind
+        if (
+            kind in _SHARED_KINDS
+            or (kind is Kind.PID and not mixed.pids)
+            or (kind is Kind.CGROUP and not mixed.cgroups)
+        ):
+            return _entry(attr)
+        return _entry(attr, 0.0)
 
-    def _forget_handed_out(self) -> None:
-        """Have the kernel drop the entries it cached while every caller was in our namespaces.
+    def _follow_mixed(self) -> None:
+        """Once tree.mixed has changed: have the kernel drop the entries it cached while every caller was ours.
 
         invalidate_entry_async: from a request handler, the synchronous call
-        could wait on this very request (pyfuse3's documentation).
+        could wait on this very request (pyfuse3's documentation). Never
+        raises (it runs in fuse_errors' finally).
         """
-        entries = self.tree.handed_out()
+        if self.tree.mixed.generation == self._mixed_seen:
+            return
+        self._mixed_seen = self.tree.mixed.generation
+        try:
+            entries = self.tree.handed_out()
+        except Exception:
+            log.exception("could not list the entries to drop for callers from other namespaces")
+            return
         log.info("callers from other namespaces: names are no longer cached (%d entries dropped)", len(entries))
         for parent, name in entries:
             pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
@@ -179,9 +192,6 @@ class Operations(pyfuse3.Operations):
             raise ReadOnly()
         answer = self.tree.open_file(inode, _request(ctx))
         data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
-        if self.tree.mixed.generation != self._mixed_seen:  # first seen at an open: drop the entries now
-            self._mixed_seen = self.tree.mixed.generation
-            self._forget_handed_out()
         fh = next(self._handles)
         self._files[fh] = data
         # direct_io: the size we report is 0 (like /proc), so the page cache

@@ -411,6 +411,16 @@ class ProcReader:
         """Thread-group ids, as /proc lists them (threads are hidden there too)."""
         return sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
 
+    def task_ids(self) -> list[int]:
+        """Every thread's id, thread-group leaders included (/proc/<pid>/task/); processes gone meanwhile skipped."""
+        out: list[int] = []
+        for pid in self.pids():
+            try:
+                out.extend(int(n) for n in os.listdir(f"{self.root}/{pid}/task"))
+            except OSError:
+                continue  # exited since the listing, or a kernel that hides it: nothing of it can be cached
+        return out
+
     def mounts(self) -> list[Mount]:
         """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
         with open(f"{self.root}/self/mountinfo", "rb") as f:

@@ -15,14 +15,12 @@ Layout::
 
 Every name is the caller's (issue 12): pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
-begins where its cgroup namespace does. A pid directory's inode is computed
-from *our* pid (``_inodes``), so an inode means one process, with one owner,
-for every caller; what differs between callers is which inode a name leads
-to, and whether it exists: the kernel caches that per dentry. So once a
-caller in another namespace has been seen, ``mixed`` tells the FUSE adapter
-to stop letting the kernel cache the names of pid directories (their
-attributes, one process's for everyone, stay cached). Cgroup directories'
-inodes are absolute too, but the top one is each caller's own root.
+begins where its cgroup namespace does. Inodes are computed from the names
+(``_inodes``), the same for every caller, and each request interprets them
+for its caller; the one thing that differs between callers is whether a name
+exists and what it is, which the kernel caches per dentry. So once a caller
+in another namespace has been seen, ``mixed`` tells the FUSE adapter to stop
+letting the kernel cache those entries.
 """
 
 from __future__ import annotations
@@ -71,12 +69,17 @@ class Request(NamedTuple):
 class Mixed:
     """Whether callers from other pid or cgroup namespaces than ours have been seen (then for good).
 
-    Until the first such caller's request reaches us, the kernel may answer
-    its walk through a pid name from a dentry cached for one of ours within
-    the last second (ATTR_TIMEOUT in the adapter): that name's existence and
-    the attributes of our process of that pid, never numbers (every open is
-    judged for its caller). ``--per-caller-names`` closes even that, at the
-    price of one lookup per walk for every caller.
+    Until the first request of such a caller reaches us, the kernel may answer
+    its walk through a pid name from a dentry cached for one of our callers
+    within the last second (ATTR_TIMEOUT in the adapter): that the name exists,
+    and the attributes of our process of that number; never numbers, as every
+    open reads the name in its caller's namespace. ``--per-caller-names``
+    closes even that, at the price of a lookup and a getattr per walk for
+    every caller. (A pid directory's inode stands for a *name*, not for one
+    of our processes: an inode per process would let one cached name lead a
+    container to another process than it named, and the kernel would move a
+    directory's one dentry between the names callers give it, so getcwd()
+    would name another process.)
     """
 
     pids: bool = False
@@ -153,24 +156,13 @@ class Tree:
     def _view_attr(self, ino: int) -> Attr:
         return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_ns)
 
-    def _pid_attr(self, host: int, is_file: bool) -> Attr:
-        """The directory (or totmaps) of the process we number ``host``: its inode is ours, whoever asks."""
+    def _pid_attr(self, host: int, pid: int, is_file: bool) -> Attr:
+        """The directory (or totmaps) of the process we number ``host`` and the caller ``pid``."""
         with self.reader.open(host) as proc:
             st = proc.smaps_stat() if is_file else proc.dir_stat()
         if is_file:
-            return Attr(totmaps_inode(host), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
-        return Attr(pid_dir_inode(host), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
-
-    def _visible(self, host: int, view: PidView | None) -> int:
-        """``host`` if the caller's namespace holds that process; NoSuchEntry if not.
-
-        A pid directory's inode names our process: reached through a name the
-        caller looked up (its own numbering), or a handle it holds, the caller
-        must still be able to see it.
-        """
-        if view is None or (view.fd is not None and self.access.pids.from_host(view, host) is None):
-            raise NoSuchEntry(str(host))
-        return host
+            return Attr(totmaps_inode(pid), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
+        return Attr(pid_dir_inode(pid), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
 
     def getattr(self, ino: int, request: Request) -> Attr:
         node = decode(ino)
@@ -182,7 +174,7 @@ class Tree:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
-        return self._pid_attr(node.number, node.is_file)
+        return self._pid_attr(self._host(self._view(request), node.number), node.number, node.is_file)
 
     # -- names ----------------------------------------------------------------
 
@@ -195,7 +187,11 @@ class Tree:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
                 return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
-            return self._pid_attr(self._host(self._view(request), parse_pid(name)), False)
+            # Who asks first, then whether the name is a pid at all: a caller from
+            # another namespace is noticed (tree.Mixed) even by a lookup that fails.
+            view = self._view(request)
+            pid = parse_pid(name)
+            return self._pid_attr(self._host(view, pid), pid, False)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
@@ -203,7 +199,7 @@ class Tree:
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
-        return self._pid_attr(self._visible(node.number, self._view(request)), True)
+        return self._pid_attr(self._host(self._view(request), node.number), node.number, True)
 
     def visible(self, view: PidView | None) -> list[tuple[int, int]]:
         """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
@@ -222,7 +218,7 @@ class Tree:
             pass  # no cgroup2 mounted, or none the caller has: no cgroup directory
         for host, pid in self.visible(self._view(request)):
             try:
-                entries.append((str(pid).encode(), self._pid_attr(host, False)))
+                entries.append((str(pid).encode(), self._pid_attr(host, pid, False)))
             except NoSuchEntry:
                 continue  # exited between listing and stat, as /proc would skip it
         return entries
@@ -236,9 +232,10 @@ class Tree:
             return self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {ino}")
-        host = self._visible(node.number, self._view(request))
-        here = self._pid_attr(host, False)
-        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, True))]
+        pid = node.number
+        host = self._host(self._view(request), pid)
+        here = self._pid_attr(host, pid, False)
+        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
 
     def readlink(self, ino: int, request: Request) -> bytes:
         if decode(ino).kind is not Kind.SELF:
@@ -254,7 +251,8 @@ class Tree:
         """(parent inode, name) of the entries the kernel may hold that differ between namespaces (see ``mixed``)."""
         out: list[tuple[int, bytes]] = []
         if self.mixed.pids:
-            out.extend((ROOT_INODE, str(pid).encode()) for pid in self.reader.pids())
+            # Thread ids too: a tid resolves as in /proc though it is not listed.
+            out.extend((ROOT_INODE, str(tid).encode()) for tid in self.reader.task_ids())
         if self.mixed.cgroups:
             out.append((ROOT_INODE, CGROUP))
             out.extend(self.cgroup_dirs.handed_out())
@@ -280,7 +278,7 @@ class Tree:
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
             caller = self.caller(request)
-            return self._open_pid(self._visible(node.number, caller.pids), caller)
+            return self._open_pid(self._host(caller.pids, node.number), caller)
         # One Caller for the whole read: a view checks every process against it.
         caller = self.caller(request)
         if ino == TOTMAPS_INODE:
@@ -320,7 +318,7 @@ class Tree:
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
         caller = self.caller(request)
-        return self.engine.totmaps(self._visible(pid, caller.pids), caller).text
+        return self.engine.totmaps(self._host(caller.pids, pid), caller).text
 
 
 def _first(parts: Sequence[bytes]) -> bytes:
