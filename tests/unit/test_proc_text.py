@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from totmapsfs.proc import _reader, _text
+from totmapsfs.proc import _io, _text
 
 try:
     from totmapsfs.proc import _speedups as c
@@ -114,11 +114,11 @@ def test_generated_stat_parses_alike(comm, fields) -> None:
 def test_reads_relative_to_a_directory(impl: str, tmp_path: Path) -> None:
     if impl == "c" and c is None:
         pytest.skip("the proc reader's C half is not built")
-    read_at = c.read_at if impl == "c" else _reader._py_read_at
+    read_at = c.read_at if impl == "c" else _io._py_read_at
     probe = (
         (lambda fd: tuple(map(tuple, c.probe(fd))))
         if impl == "c"
-        else (lambda fd: tuple(map(tuple, _reader._py_probe(fd))))
+        else (lambda fd: tuple(map(tuple, _io._py_probe(fd))))
     )
     big = b"x" * 100_000  # past the C half's stack buffer: it grows
     (tmp_path / "big").write_bytes(big)
@@ -148,7 +148,7 @@ def test_batches_and_the_caller_agree_with_one_at_a_time(workloads) -> None:
     try:
         with w.stopped():
             ours = c.probe_many(root, pids, True)
-            theirs = _reader._py_probe_many(root, pids, True)
+            theirs = _io._py_probe_many(root, pids, True)
         assert ours[-2] == theirs[-2] == errno.ENOENT
         for a, b in zip(ours, theirs, strict=True):
             if isinstance(a, int):
@@ -162,7 +162,7 @@ def test_batches_and_the_caller_agree_with_one_at_a_time(workloads) -> None:
             os.close(b[0])
         assert c.read_many([root], "nope") == [errno.ENOENT]
         status, user_ns = c.caller(root, os.getpid())
-        py_status, py_user_ns = _reader._py_caller(root, os.getpid())
+        py_status, py_user_ns = _io._py_caller(root, os.getpid())
         assert status[1] == os.getpid() and user_ns == py_user_ns == os.stat("/proc/self/ns/user").st_ino
         assert status[:6] == tuple(py_status)[:6]
     finally:

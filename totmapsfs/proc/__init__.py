@@ -1,10 +1,12 @@
 """The /proc side: every read of /proc (and of the cgroup2 tree), its errnos as domain errors, the access rule.
 
-``ProcReader`` opens a process as a ``Process`` pinned by its /proc directory;
-``_text`` turns what the kernel prints into fields; ``_namespaces`` relates
-pid and user namespaces through nsfs, ``_cgroupns`` finds where a cgroup
-namespace begins; ``_access`` restates the kernel's rule for who may read a
-process's smaps over them; ``_cgroup2`` mirrors the cgroup v2 hierarchy.
+``ProcReader`` opens a process as a ``Process`` pinned by its /proc directory,
+its hot reads done by ``_io`` (the C half or its Python reference);
+``_text`` turns what the kernel prints into fields; ``_pidns`` and
+``_userns`` relate pid and user namespaces through nsfs (``_nsfs``),
+``_cgroupns`` finds where a cgroup namespace begins; ``_access`` restates the
+kernel's rule for who may read a process's smaps over them; ``_cgroup2``
+mirrors the cgroup v2 hierarchy.
 Nothing here caches or decides what to serve.
 """
 
@@ -22,9 +24,10 @@ from ._cgroup2 import (
     within,
 )
 from ._cgroupns import CgroupRoots, root_from, setns
-from ._namespaces import PidNamespaces, PidView, UserNamespaces, UserNs, capable
+from ._pidns import PidNamespaces, PidView
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
+from ._userns import UserNamespaces, UserNs, capable
 
 __all__ = [
     "CAP_PERFMON",

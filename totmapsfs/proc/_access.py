@@ -6,7 +6,7 @@ the mm, passes ptrace_may_access(PTRACE_MODE_READ_FSCREDS) (kernel/ptrace.c,
 __ptrace_may_access, then every LSM: security/commoncap.c,
 cap_ptrace_access_check) or, since Linux 6.15, is perfmon_capable (CAP_PERFMON
 or CAP_SYS_ADMIN in the initial user namespace). ``Access.may_read`` walks the
-same steps in the same order; ``capable`` (in _namespaces) is cap_capable of
+same steps in the same order; ``capable`` (in _userns) is cap_capable of
 security/commoncap.c, which every "has CAP_SYS_PTRACE over namespace N"
 below means. What we cannot see we do not grant: Landlock and BPF-LSM
 policies only the kernel knows, so the mount may allow a read the kernel
@@ -22,9 +22,11 @@ from typing import NamedTuple, Protocol
 
 from ..errors import AccessDenied, TotmapsError
 from ._cgroupns import CgroupRoots
-from ._namespaces import KEEP, PidNamespaces, PidView, UserNamespaces, capable
+from ._nsfs import KEEP
+from ._pidns import PidNamespaces, PidView
 from ._reader import ProcReader, read_at
 from ._text import CAP_SYS_PTRACE, Status
+from ._userns import UserNamespaces, capable
 
 CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
 CAP_PERFMON = 38

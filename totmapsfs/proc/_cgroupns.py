@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ._cgroup2 import ROOT, unified_path
-from ._namespaces import KEEP, Held
+from ._nsfs import KEEP, Held
 from ._reader import ProcReader, read_at
 
 log = logging.getLogger("totmapsfs")

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _raise_fd_limit() -> None:
-    """The soft fd limit up to the hard one (capped at 65,536): namespaces are held open (proc._namespaces).
+    """The soft fd limit up to the hard one (capped at 65,536): namespaces are held open (proc._nsfs).
 
     systemd and most shells start services at a soft 1024; the daemon's
     namespace tables take at most a quarter of whatever it gets.
