@@ -50,7 +50,7 @@ deps:
 
 venv: deps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml totmapsfs/parser/_speedups.c totmapsfs/proc/_speedups.c
+$(VENV)/.installed: pyproject.toml $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -167,7 +167,8 @@ stress: venv
 
 # ---------------------------------------------------------------------------
 # Parser hardening (issue 5): fuzzing, sanitizers, valgrind. Each target builds
-# its own copy of the package with the C extension compiled from SPEEDUPS_SRC
+# its own copy of the package with the C extensions compiled from SPEEDUPS_SRC
+# (the parser's files) and PROC_SPEEDUPS_SRC (the proc reader's)
 # (point it at a copy with a planted bug to see a target fail) and puts it first
 # on PYTHONPATH (PYTHONSAFEPATH=1 keeps the source tree's build out of the way).
 #
@@ -207,8 +208,8 @@ FUZZ_DIR ?= build/fuzz
 FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
-SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c
-PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c
+SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c
+PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c totmapsfs/proc/_fields.c totmapsfs/proc/_batch.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind
 FUZZ_SEEDS := tests/corpus/parser
@@ -255,7 +256,7 @@ fuzz: fuzz-deps
 
 # The corpus that asan and valgrind replay: a short fuzz run makes one if none exists.
 $(FUZZ_DIR)/corpus:
-	$(MAKE) fuzz FUZZ_SECONDS=$(CORPUS_SECONDS) SPEEDUPS_SRC=totmapsfs/parser/_speedups.c
+	$(MAKE) fuzz FUZZ_SECONDS=$(CORPUS_SECONDS)
 
 ASAN_ENV = PYTHONPATH=$(abspath $(ASAN_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
