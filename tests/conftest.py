@@ -34,6 +34,8 @@ TIERS = ("unit", "system", "mount", "stress", "systemd")
 # above what each takes on a loaded 2-core box, far below a CI job's patience.
 STRESS_SECONDS = float(os.environ.get("TOTMAPSFS_STRESS_SECONDS", "0"))
 TIMEOUTS = {"unit": 120, "system": 300, "mount": 300, "stress": 600 + 6 * STRESS_SECONDS, "systemd": 1800}
+# Sanitizer and valgrind builds (make asan, make valgrind) run the same tests several times slower.
+TIMEOUT_SCALE = float(os.environ.get("TOTMAPSFS_TIMEOUT_SCALE", "1"))
 ROOT_TIERS = {"system", "mount", "stress", "systemd"}
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -46,7 +48,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: every test lives in a tier folder ({', '.join(TIERS)})")
         item.add_marker(getattr(pytest.mark, tier))
         if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(TIMEOUTS[tier]))
+            item.add_marker(pytest.mark.timeout(TIMEOUTS[tier] * TIMEOUT_SCALE))
         if tier in ROOT_TIERS and os.geteuid() != 0:
             item.add_marker(pytest.mark.skip(reason=f"the {tier} tier needs root (make test runs as root)"))
 
