@@ -74,8 +74,8 @@ class Mixed:
     within the last second (ATTR_TIMEOUT in the adapter): that the name exists,
     and the attributes of our process of that number; never numbers, as every
     open reads the name in its caller's namespace. ``--per-caller-names``
-    closes even that, at the price of a lookup and a getattr per walk for
-    every caller. (A pid directory's inode stands for a *name*, not for one
+    closes even that, at the price of two more requests per walk (the
+    lookups of both names) for every caller. (A pid directory's inode stands for a *name*, not for one
     of our processes: an inode per process would let one cached name lead a
     container to another process than it named, and the kernel would move a
     directory's one dentry between the names callers give it, so getcwd()
