@@ -1,5 +1,5 @@
 /*
- * totmapsfs.proc._speedups, the batch half: probe_many and read_many.
+ * totmapsfs.proc._speedups, the batch half: probe_many.
  */
 #include "_proc.h"
 
@@ -145,60 +145,5 @@ done:
     PyMem_Free(scans);
     PyMem_Free(pids);
     Py_DECREF(seq);
-    return result;
-}
-
-PyObject *
-read_many(PyObject *module, PyObject *args)
-{
-    (void)module;
-    PyObject *fds_obj, *name_obj;
-    int wait = 0;
-    if (!PyArg_ParseTuple(args, "OO&|p:read_many", &fds_obj, PyUnicode_FSConverter, &name_obj, &wait))
-        return NULL;
-    PyObject *seq = PySequence_Fast(fds_obj, "read_many() takes a sequence of directory fds");
-    if (seq == NULL) {
-        Py_DECREF(name_obj);
-        return NULL;
-    }
-    const char *name = PyBytes_AS_STRING(name_obj);
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    int *fds = PyMem_Calloc((size_t)n + 1, sizeof *fds);
-    int *errs = PyMem_Calloc((size_t)n + 1, sizeof *errs);
-    file_t *files = PyMem_Calloc((size_t)n + 1, sizeof *files);
-    PyObject *result = NULL;
-    if (fds == NULL || errs == NULL || files == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        long fd = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (fd == -1 && PyErr_Occurred())
-            goto done;
-        fds[i] = (int)fd;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        errs[i] = slurp_flags(fds[i], name, &files[i], wait ? 0 : O_NONBLOCK) < 0 ? errno : 0;
-    Py_END_ALLOW_THREADS
-    result = PyList_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (result != NULL) {
-            PyObject *item = errs[i] ? PyLong_FromLong(errs[i])
-                                     : PyBytes_FromStringAndSize(files[i].data, (Py_ssize_t)files[i].len);
-            if (item == NULL)
-                Py_CLEAR(result);
-            else
-                PyList_SET_ITEM(result, i, item);
-        }
-        if (!errs[i])
-            file_free(&files[i]);
-    }
-done:
-    PyMem_Free(fds);
-    PyMem_Free(errs);
-    PyMem_Free(files);
-    Py_DECREF(seq);
-    Py_DECREF(name_obj);
     return result;
 }

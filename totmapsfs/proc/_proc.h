@@ -37,8 +37,7 @@ HIDDEN PyObject *oserror(const char *name);
 HIDDEN PyObject *stat_fields(const char *data, size_t len);
 HIDDEN PyObject *status_fields(const char *data, size_t len);
 
-/* _batch.c: the module functions of the same names */
+/* _batch.c: the module function of the same name */
 HIDDEN PyObject *probe_many(PyObject *module, PyObject *args);
-HIDDEN PyObject *read_many(PyObject *module, PyObject *args);
 
 #endif

@@ -13,7 +13,7 @@
  *   parse_status(data) -> tuple        the fields of proc/_text.py's Status
  *   probe(dirfd) -> (stat, status)     both files of one process, read and parsed
  *   caller(rootfd, tid) -> tuple       a request's thread: its status and its user namespace
- *   probe_many, read_many              the same for many processes at once (whole-system views)
+ *   probe_many                         the same for many processes at once (whole-system views)
  *
  * The rules are proc/_text.py's parse_stat and parse_status (the reference);
  * this module must give the same values and raise the same exception class on
@@ -100,28 +100,30 @@ buffer_of(PyObject *obj, Py_buffer *view)
     return PyObject_GetBuffer(obj, view, PyBUF_SIMPLE);
 }
 
+/* fields(the bytes of data): parse_stat and parse_status. */
+static PyObject *
+parse_with(PyObject *data, PyObject *(*fields)(const char *, size_t))
+{
+    Py_buffer view;
+    if (buffer_of(data, &view) < 0)
+        return NULL;
+    PyObject *result = fields(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyObject *
 parse_stat(PyObject *module, PyObject *data)
 {
     (void)module;
-    Py_buffer view;
-    if (buffer_of(data, &view) < 0)
-        return NULL;
-    PyObject *result = stat_fields(view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return result;
+    return parse_with(data, stat_fields);
 }
 
 static PyObject *
 parse_status(PyObject *module, PyObject *data)
 {
     (void)module;
-    Py_buffer view;
-    if (buffer_of(data, &view) < 0)
-        return NULL;
-    PyObject *result = status_fields(view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
-    return result;
+    return parse_with(data, status_fields);
 }
 
 static PyObject *
@@ -240,9 +242,6 @@ static PyMethodDef methods[] = {
     {"probe_many", probe_many, METH_VARARGS,
      "probe_many(rootfd, pids, cgroup=False, /)\n--\n\nFor each pid, (dirfd, stat fields, status fields, cgroup text "
      "or None), an errno int, or the exception its text raised; the reads done with the GIL released once."},
-    {"read_many", read_many, METH_VARARGS,
-     "read_many(dirfds, name, wait=False, /)\n--\n\nFile ``name`` under each directory fd: bytes, or an errno int; "
-     "the reads done with the GIL released once."},
     {"probe", probe, METH_O,
      "probe(dirfd, /)\n--\n\n(stat fields, status fields) of the process whose /proc directory is ``dirfd``."},
     {NULL, NULL, 0, NULL},
