@@ -69,6 +69,20 @@ def _py_probe_many(rootfd: int, pids: Sequence[int], cgroup: bool) -> list[_Prob
     return out
 
 
+def task_names(rootfd: int, pid: str) -> list[str]:
+    """The names in /proc/<pid>/task (its threads' ids), none when it cannot be listed (it exited)."""
+    try:
+        fd = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
+    except OSError:
+        return []
+    try:
+        return os.listdir(fd)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
 def ns_inode_at(rootfd: int, path: str) -> int | None:
     try:
         return os.stat(path, dir_fd=rootfd).st_ino

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from ._io import read_at, status_of_text
+from ._io import read_at, status_of_text, task_names
 from ._nsfs import NS_GET_PARENT, NS_GET_PID_FROM_PIDNS, NS_GET_TGID_IN_PIDNS, open_ns
 
 log = logging.getLogger("totmapsfs")
@@ -176,7 +176,7 @@ class PidNamespaces:
         for name in os.listdir(self._rootfd):
             if not name.isdigit():
                 continue
-            for task in _tasks(self._rootfd, name):
+            for task in task_names(self._rootfd, name):
                 try:
                     ns_pids = status_of_text(read_at(self._rootfd, f"{name}/task/{task}/status", False)).ns_pids
                 except OSError:
@@ -186,16 +186,3 @@ class PidNamespaces:
                     if self._level_inode(host, len(ns_pids) - 1, view.level) == view.inode:
                         return host
         return None
-
-
-def _tasks(rootfd: int, pid: str) -> list[str]:
-    try:
-        fd = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
-    except OSError:
-        return []
-    try:
-        return os.listdir(fd)
-    except OSError:
-        return []
-    finally:
-        os.close(fd)

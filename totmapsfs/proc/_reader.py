@@ -21,6 +21,7 @@ from ._io import (
     read_at,
     stat_of_text,
     status_of_text,
+    task_names,
 )
 from ._text import Mount, Stat, Status, parse_mountinfo
 
@@ -313,13 +314,7 @@ class ProcReader:
 
     def task_ids(self) -> list[int]:
         """Every thread's id, thread-group leaders included (/proc/<pid>/task/); processes gone meanwhile skipped."""
-        out: list[int] = []
-        for pid in self.pids():
-            try:
-                out.extend(int(n) for n in os.listdir(f"{self.root}/{pid}/task"))
-            except OSError:
-                continue  # exited since the listing, or a kernel that hides it: nothing of it can be cached
-        return out
+        return [int(n) for pid in self.pids() for n in task_names(self.root_fd(), str(pid))]
 
     def mounts(self) -> list[Mount]:
         """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
