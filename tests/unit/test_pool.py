@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 import trio
@@ -33,11 +34,15 @@ def test_answers_and_errors_come_back() -> None:
         pool.close()
 
 
+def workers(name: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(f"{name}-"))
+
+
 def test_threads_are_bounded_and_reused() -> None:
-    pool = Pool(2, "test")
+    before = fds()  # before the pool: its eventfd is counted, and must be gone after close
+    pool = Pool(2, "bounded")
     lock, release = threading.Lock(), threading.Event()
-    running, most = [0], [0]
-    before = fds()
+    running, most, submitted = [0], [0], [0]
 
     def held() -> int:
         with lock:
@@ -52,16 +57,18 @@ def test_threads_are_bounded_and_reused() -> None:
         results: list[int] = []
 
         async def one() -> None:
+            submitted[0] += 1  # pool.run submits before its first checkpoint
             results.append(await pool.run(held))
 
         async with trio.open_nursery() as nursery:
             for _ in range(3):  # the third waits for a free thread: there are two
                 nursery.start_soon(one)
             with trio.fail_after(10):
-                while most[0] < 2:
+                while most[0] < 2 or submitted[0] < 3:
                     await trio.sleep(0.01)
-            await trio.sleep(0.2)  # time for a third thread to start, if the bound did not hold
-            assert running[0] == 2
+            # All three submitted, two running: a pool that broke its bound
+            # would have started a third thread in the third submit, already.
+            assert workers("bounded") == 2 and running[0] == 2
             release.set()
         return results
 
@@ -69,9 +76,14 @@ def test_threads_are_bounded_and_reused() -> None:
         assert trio.run(main) == [1, 1, 1]
         assert pool.threads == 2 and most[0] == 2
         trio.run(lambda: pool.run_all([lambda: None] * 50))
-        assert pool.threads == 2 and fds() == before  # no descriptor per job: one eventfd for the pool
+        assert pool.threads == 2 and fds() == before + 1  # no descriptor per job: one eventfd for the pool
     finally:
         pool.close()
+    deadline = time.monotonic() + 10
+    while (workers("bounded") or fds() != before) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the workers end (and the last closes the eventfd) in their own threads
+    assert workers("bounded") == 0
+    assert fds() == before  # the eventfd closed with the pool
 
 
 def test_a_waiter_that_gives_up_leaves_the_pool_working() -> None:

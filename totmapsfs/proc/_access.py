@@ -59,6 +59,15 @@ class Caller(NamedTuple):
     ns_tid: int = -1  # its thread id there (MOUNT/thread-self)
     tid: int = -1  # its thread id as we number it
 
+    # The caller owns its pid namespace's fd (PidView) for its one request:
+    # ``with access.identify(...) as caller:`` closes it at the end.
+    def __enter__(self) -> Caller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pids is not None:
+            self.pids.close()
+
 
 class Target(Protocol):
     """What the rule may have to ask of a target beyond its status, asked lazily (proc.Process)."""

@@ -113,14 +113,18 @@ class CgroupRoots:
             fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
         except OSError:
             return None
-        if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
+        try:
+            if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
+                os.close(fd)
+                return None
+            # Found twice, the same both times: a caller moving itself between our
+            # reads (it may, with a delegated subtree) cannot make us take a wrong root.
+            self._join_failed = False
+            first = self._in_thread(lambda: self._find(fd, tid))
+            root = first if first is None else self._in_thread(lambda: self._find(fd, tid))
+        except BaseException:
             os.close(fd)
-            return None
-        # Found twice, the same both times: a caller moving itself between our
-        # reads (it may, with a delegated subtree) cannot make us take a wrong root.
-        self._join_failed = False
-        first = self._in_thread(lambda: self._find(fd, tid))
-        root = first if first is None else self._in_thread(lambda: self._find(fd, tid))
+            raise
         definitive = self._refused or self._join_failed  # setns said no: no use asking again
         if (root is None and not definitive) or root != first:
             os.close(fd)  # not told this time: asked again next time

@@ -25,25 +25,27 @@ class PidView:
     """How one pid namespace numbers processes: ours (``fd`` None, numbers as they are) or a descendant's.
 
     A descendant's view owns an fd of its namespace, opened for the request
-    and closed with the view: nothing else can close it meanwhile, so an
-    ioctl through it always reaches that namespace.
+    and closed by whoever asked for the view (``close``, or a with-block) when
+    the request is done: nothing else can close it meanwhile, so an ioctl
+    through it always reaches that namespace. Closing our own view does nothing.
     """
 
-    __slots__ = ("fd", "inode", "level")
+    __slots__ = ("fd", "inode", "level", "ours")
 
     def __init__(self, inode: int, fd: int | None, level: int) -> None:
         self.inode, self.fd, self.level = inode, fd, level
+        self.ours = fd is None  # kept after close: whether the caller was in our namespace
 
-    @property
-    def ours(self) -> bool:
-        return self.fd is None
+    def close(self) -> None:
+        if self.fd is not None and self.fd >= 0:
+            fd, self.fd = self.fd, -1  # a closed view translates nothing (EBADF), never as ours
+            os.close(fd)
 
-    def __del__(self) -> None:
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except (OSError, TypeError):  # TypeError: os is gone at interpreter exit
-                pass
+    def __enter__(self) -> PidView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class PidNamespaces:
@@ -66,7 +68,11 @@ class PidNamespaces:
             fd = open_ns(f"{tid}/ns/pid", self._rootfd)
         except OSError:
             return None
-        return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
+        try:
+            return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _have_ioctls(self) -> bool:
         """Whether this kernel translates pids through nsfs: ask it for our own pid in our own namespace."""
