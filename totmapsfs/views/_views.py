@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
@@ -97,6 +98,9 @@ class Views:
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
+        # Written by a pass's finish in a worker thread, read by the next plan:
+        # passes of several callers may finish at once, so under ``_lock``.
+        self._lock = threading.Lock()
         self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
@@ -119,7 +123,9 @@ class Views:
         work under the GIL, where extra threads only add switching. The last
         pass that asked the engine anything tells which the next will be.
         """
-        return max(1, min(PASS_THREADS, processes // _PER_THREAD)) if self._cold else 1
+        with self._lock:
+            cold = self._cold
+        return max(1, min(PASS_THREADS, processes // _PER_THREAD)) if cold else 1
 
     def plan(
         self,
@@ -145,7 +151,9 @@ class Views:
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
         # Begin where the budget ran out last time (Snapshot.deferred_at), so
         # that under a spent budget every process gets its turn at a walk.
-        start = next((i for i, (host, _) in enumerate(pids) if host >= self._cursor), 0)
+        with self._lock:
+            cursor = self._cursor
+        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
         order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
         want_cgroup = cgroups or keep is not None
         n = self.threads_for(len(order))
@@ -159,12 +167,13 @@ class Views:
             rows.numeric_users = uids is not None
             for part in parts:
                 rows.extend_from(part)
-            if rows.deferred_at is not None:
-                self._cursor = order[rows.deferred_at][1]
-            # See threads_for. A heuristic, so unsynchronized.
+            # See threads_for: whether this pass mostly computed.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
-            if misses or served:
-                self._cold = misses * 4 > served
+            with self._lock:
+                if rows.deferred_at is not None:
+                    self._cursor = order[rows.deferred_at][1]
+                if misses or served:
+                    self._cold = misses * 4 > served
             # The walk counters are the whole host's reading: not for a caller
             # in other namespaces (they would tell it of other tenants' reads).
             if caller is None or (caller.user_ns == access.own_user_ns and caller.pids is access.pids.own):
