@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import threading
+from collections.abc import Callable
 
 import pytest
+import trio
 
 from support.kernel import read_rollup, settled
 from totmapsfs.engine import Engine
 from totmapsfs.errors import SourceError
+from totmapsfs.fuse import Pool
 from totmapsfs.proc import Cgroup2
-from totmapsfs.views import Views, _views
+from totmapsfs.views import Plan, Snapshot, Views, _views
+
+
+def in_threads(plan: Plan[Snapshot, Snapshot], ran_in: set[int]) -> Snapshot:
+    """A plan run as the FUSE adapter runs it: its shares at once in a worker pool, then its finish there."""
+    pool = Pool(len(plan.shares), "passes")
+
+    def noted(share: Callable[[], Snapshot]) -> Callable[[], Snapshot]:
+        def run() -> Snapshot:
+            ran_in.add(threading.get_ident())
+            return share()
+
+        return run
+
+    async def main() -> Snapshot:
+        parts = await pool.run_all([noted(share) for share in plan.shares])
+        return await pool.run(lambda: plan.finish(parts))
+
+    try:
+        return trio.run(main)
+    finally:
+        pool.close()
+
+
+def threaded_pass(views: Views) -> tuple[Snapshot, set[int]]:
+    ran_in: set[int] = set()
+    plan = views.plan(None, lambda rows: rows)
+    return in_threads(plan, ran_in), ran_in
 
 
 @pytest.mark.expect_warnings  # "views leave out process ...": the planted failure
@@ -26,7 +57,9 @@ def test_a_pass_split_among_threads(monkeypatch: pytest.MonkeyPatch, workloads) 
         monkeypatch.setattr(_views, "PASS_THREADS", 3)
         monkeypatch.setattr(_views, "_PER_THREAD", 4)
         assert views.threads_for(12) == 3  # max-age 0: every pass computes, so passes use threads
-        return one, {r.pid: r.fields for r in views.snapshot(None)}
+        rows, ran_in = threaded_pass(views)
+        assert ran_in and threading.get_ident() not in ran_in  # the shares ran in the pool's threads
+        return one, {r.pid: r.fields for r in rows}
 
     with contextlib.ExitStack() as stack:
         for w in ws:
@@ -47,8 +80,10 @@ def test_a_pass_split_among_threads(monkeypatch: pytest.MonkeyPatch, workloads) 
         return real(probe, **kw)
 
     monkeypatch.setattr(views.engine, "resolve", failing)
-    rows = {r.pid for r in views.snapshot(None)}  # the kernel failing one process: left out
+    snap, _ = threaded_pass(views)
+    rows = {r.pid for r in snap}  # the kernel failing one process: left out
     assert ws[0].pid in rows and ws[2].pid in rows and ws[1].pid not in rows
+    assert snap.left_out >= 1
     planted[0] = RuntimeError("planted bug")
-    with pytest.raises(RuntimeError):  # a bug is not swallowed in a helper thread
-        views.snapshot(None)
+    with pytest.raises(RuntimeError, match="planted bug"):  # a bug is not swallowed in a worker thread
+        threaded_pass(views)
