@@ -24,9 +24,9 @@ class Clock:
 def counting(value: object = "answer", keep: bool = True):
     calls: list[int] = []
 
-    def compute() -> tuple[object, bool]:
+    def compute() -> tuple[object, bool, float]:
         calls.append(1)
-        return value, keep
+        return value, keep, 0.0
 
     return compute, calls
 
@@ -80,10 +80,10 @@ def test_patience_leaves_a_stuck_computation_behind() -> None:
     cache: Cache[object] = Cache(60, clock=clock)
     entered, release = threading.Event(), threading.Event()
 
-    def stuck() -> tuple[object, bool]:
+    def stuck() -> tuple[object, bool, float]:
         entered.set()
         release.wait(10)
-        return "late", True
+        return "late", True, 0.0
 
     owner = threading.Thread(target=cache.get_or_compute, args=((5, 1), "s", stuck))
     owner.start()
@@ -103,7 +103,7 @@ def test_patience_leaves_a_stuck_computation_behind() -> None:
 def test_a_failed_computation_is_not_shared() -> None:
     cache: Cache[object] = Cache(60, clock=Clock())
 
-    def broken() -> tuple[object, bool]:
+    def broken() -> tuple[object, bool, float]:
         raise OSError("planted")
 
     with pytest.raises(OSError):
@@ -116,13 +116,13 @@ def test_a_failed_computation_is_not_shared() -> None:
 
 
 def walking(clock: Clock, seconds: float, value: object = "answer"):
-    """A computation that takes ``seconds`` on the cache's clock."""
+    """A computation that takes ``seconds`` on the cache's clock, and says it walked that long."""
     calls: list[int] = []
 
-    def compute() -> tuple[object, bool]:
+    def compute() -> tuple[object, bool, float]:
         calls.append(1)
         clock.now += seconds
-        return f"{value}{len(calls)}", True
+        return f"{value}{len(calls)}", True, seconds
 
     return compute, calls
 
@@ -159,10 +159,10 @@ def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> No
     clock.now += 1  # due again
     entered, release = threading.Event(), threading.Event()
 
-    def slow() -> tuple[object, bool]:
+    def slow() -> tuple[object, bool, float]:
         entered.set()
         release.wait(10)
-        return "new", True
+        return "new", True, 0.0
 
     owner = threading.Thread(target=cache.get_or_compute, args=((1, 1), "b", slow))
     owner.start()

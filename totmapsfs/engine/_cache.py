@@ -98,12 +98,8 @@ class Cache(Generic[V]):
         *,
         duty: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        walk_clock: Callable[[], float] | None = None,
         capacity: int = DEFAULT_CAPACITY,
     ) -> None:
-        """``walk_clock`` measures what a computation costs: by default the computing thread's CPU time
-        (time.thread_time, kernel time included), so that a walk preempted on a loaded host is not
-        taken for a big one; the injected ``clock`` when one is given (the tests' clock moves both)."""
         if not 0 < duty <= 1:
             raise ValueError("the walk duty is a share of the time: above 0, at most 1")
         self.max_age = max_age
@@ -111,7 +107,6 @@ class Cache(Generic[V]):
         self.capacity = capacity
         self.counters = Counters()
         self._clock = clock
-        self._walk_clock = walk_clock or (time.thread_time if clock is time.monotonic else clock)
         self._budgeted = False  # a budget has been passed: answers are kept for it past their use (BUDGET_KEEP)
         self._lock = threading.Lock()
         # Readers that joined a flight wait here: one condition for the cache,
@@ -124,14 +119,16 @@ class Cache(Generic[V]):
         self,
         key: Key,
         signature: Hashable,
-        compute: Callable[[], tuple[V, bool]],
+        compute: Callable[[], tuple[V, bool, float]],
         *,
         patience: float | None = None,
         budget: Budget | None = None,
     ) -> V:
         """The answer for ``key`` in state ``signature``: cached, held, joined, or ``compute()``'d.
 
-        ``compute`` returns the answer and whether it may be kept. With
+        ``compute`` returns the answer, whether it may be kept, and what its
+        walk cost in seconds (measured by the one who walks: see
+        Engine._compute), which the duty and the budget count. With
         ``patience``, a key whose computation has been under way that long
         raises Busy instead of being waited for, whatever its signature: a new
         computation would block the same way (see ``_engine``). With
@@ -186,13 +183,15 @@ class Cache(Generic[V]):
                 return entry.value
         return None
 
-    def _fly(self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], budget: Budget | None) -> V:
-        begun = self._walk_clock()
+    def _fly(
+        self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool, float]], budget: Budget | None
+    ) -> V:
+        walk = 0.0  # a computation that failed counts as no walk (it is not held for the duty either)
         try:
-            value, flight.keep = compute()
+            value, flight.keep, walk = compute()
             flight.value = value
+            walk = max(0.0, walk)
         finally:
-            walk = max(0.0, self._walk_clock() - begun)
             if budget is not None:
                 budget.spend(walk)
             with self._lock:
@@ -214,7 +213,12 @@ class Cache(Generic[V]):
         return value
 
     def _join(
-        self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], now: float, patience: float | None
+        self,
+        key: Key,
+        flight: _Flight[V],
+        compute: Callable[[], tuple[V, bool, float]],
+        now: float,
+        patience: float | None,
     ) -> V:
         timeout = None if patience is None else flight.started + patience - now
         with self._lock:
@@ -236,13 +240,6 @@ class Cache(Generic[V]):
             if oldest.until > entry.at and len(self._entries) <= self.capacity:
                 break
             self._entries.popitem(last=False)
-
-    def age(self, key: Key) -> tuple[float, float] | None:
-        """(age, walk seconds) of the answer kept for ``key``, or None."""
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            return None if entry is None else (now - entry.at, entry.walk)
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""

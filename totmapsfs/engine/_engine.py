@@ -126,6 +126,10 @@ class Engine:
         self.source = choose_source(source, self.reader)
         self.cache: Cache[Totmaps] = Cache(max_age, duty=duty, clock=clock, capacity=capacity)
         self.clock = clock
+        # What a walk costs: the walking thread's CPU time (kernel time
+        # included), so that a walk preempted on a loaded host is not taken for
+        # a big one; the injected clock when one is given (the tests move it).
+        self._walk_clock = time.thread_time if clock is time.monotonic else clock
         self._tick = tick
         self._parse = parse
 
@@ -217,29 +221,31 @@ class Engine:
             key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
         )
 
-    def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
-        """The answer, and whether the process was still alive after its start tick ended.
+    def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool, float]:
+        """The answer, whether the process was still alive after its start tick ended, and the walk's cost.
 
-        If so, a process that gets its pid later starts in a later tick and has
-        another key; if not, the answer must not be kept or shared.
+        If alive, a process that gets its pid later starts in a later tick and
+        has another key; if not, the answer must not be kept or shared. The
+        cost is measured here only: the cache's duty and budget count it, the
+        views show it (Totmaps.walk).
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
-        started, cpu = self.clock(), time.thread_time()
+        started, cpu = self.clock(), self._walk_clock()
         if self.source is Source.ROLLUP:
             text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
             fields, empty = self._parse(text), not text
         else:
             # The text is parsed where it was read (a pooled buffer): no copy of it.
-            with proc.memory_view(False) as raw:
+            with proc.memory_view() as raw:
                 fields, empty = self._parse(raw), not raw
         # Text read is the process's own (the dirfd pins the task) and proves it
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
         # through the same dirfd, answers for that one task or fails (ENOENT).
-        walk = time.thread_time() - cpu  # the walk's cost, as the cache counts it
+        walk = self._walk_clock() - cpu
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
-        return Totmaps(fields, at=started, walk=walk), tick > key[1]
+        return Totmaps(fields, at=started, walk=walk), tick > key[1], walk
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""

@@ -20,7 +20,6 @@ from ._io import (
     probe_many,
     read_at,
     stat_of_text,
-    status_of_text,
     task_names,
 )
 from ._text import Mount, Stat, Status, parse_mountinfo
@@ -151,10 +150,6 @@ class Process:
     def stat(self) -> Stat:
         return stat_of_text(read_at(self._dirfd, "stat", False))
 
-    @wrap_exceptions("status")
-    def status(self) -> Status:
-        return status_of_text(read_at(self._dirfd, "status", False))
-
     @wrap_exceptions("stat and status")
     def probe(self) -> tuple[Stat, Status]:
         """stat and status in one go (one call into C): all a cache hit needs. Neither takes the mmap lock.
@@ -213,7 +208,10 @@ class Process:
 
     @wrap_exceptions("memory")
     def rollup(self) -> bytes:
-        """/proc/<pid>/smaps_rollup (~1 KiB); empty for a process without an address space (see memory_view).
+        """/proc/<pid>/smaps_rollup (~1 KiB); empty for a process without an address space.
+
+        Such a process's smaps_rollup fails with ESRCH (fs/proc/task_mmu.c:
+        show_smaps_rollup finds no mm), where its smaps reads empty.
 
         Waits as long as the kernel makes it (the target's mmap lock): worker
         threads only. No O_NONBLOCK here: a FIFO standing in for a stuck source
@@ -225,9 +223,9 @@ class Process:
             return b""
 
     @wrap_exceptions("memory")
-    def _memory_into(self, rollup: bool, buf: bytearray) -> int:
+    def _memory_into(self, buf: bytearray) -> int:
         try:
-            fd = os.open("smaps_rollup" if rollup else "smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+            fd = os.open("smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
             try:
                 return _read_fd_into(fd, buf)
             finally:
@@ -236,16 +234,15 @@ class Process:
             return 0
 
     @contextlib.contextmanager
-    def memory_view(self, rollup: bool) -> Iterator[memoryview]:
-        """The raw smaps_rollup or smaps text, as a view of a pooled buffer valid in the with-block only.
+    def memory_view(self) -> Iterator[memoryview]:
+        """The raw smaps text, as a view of a pooled buffer valid in the with-block only (smaps_rollup: ``rollup``).
 
         Empty for a process without an address space: smaps of a kernel thread
-        or zombie reads empty, while smaps_rollup fails with ESRCH
-        (fs/proc/task_mmu.c: show_smaps_rollup finds no mm). Whether the process
-        itself is gone is for the caller to decide by re-reading stat.
+        or zombie reads empty. Whether the process itself is gone is for the
+        caller to decide by re-reading stat.
         """
         buf = self._buffers.take()
-        size = self._memory_into(rollup, buf)  # before any view: the buffer may have to grow
+        size = self._memory_into(buf)  # before any view: the buffer may have to grow
         view = memoryview(buf)[:size]
         try:
             yield view
