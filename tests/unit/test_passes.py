@@ -10,11 +10,12 @@ from collections.abc import Callable
 import pytest
 import trio
 
+from support.fakeproc import FakeProc
 from support.kernel import read_rollup, settled
 from totmapsfs.engine import Engine
 from totmapsfs.errors import SourceError
 from totmapsfs.fuse import Pool
-from totmapsfs.proc import Cgroup2
+from totmapsfs.proc import Cgroup2, ProcReader
 from totmapsfs.views import Plan, Snapshot, Views, _views
 
 
@@ -87,3 +88,18 @@ def test_a_pass_split_among_threads(monkeypatch: pytest.MonkeyPatch, workloads) 
     planted[0] = RuntimeError("planted bug")
     with pytest.raises(RuntimeError, match="planted bug"):  # a bug is not swallowed in a worker thread
         threaded_pass(views)
+
+
+@pytest.mark.expect_warnings  # "views leave out process ...": the planted status
+def test_an_unparseable_status_leaves_out_its_process_only(tmp_path, workloads) -> None:
+    """As a Busy or failing process is: left out and counted, not the whole view aborted."""
+    like = workloads()
+    fake = FakeProc(tmp_path / "proc")
+    fake.real(like.pid)
+    garbage = tmp_path / "status"
+    garbage.write_bytes(b"Name:\tplanted\nUid:\t1\n")  # one uid where the kernel prints four
+    planted = 999_999
+    fake.plant(planted, like.pid, status=str(garbage))
+    engine = Engine(ProcReader(str(fake.root)), max_age=0)
+    snap = Views(engine, Cgroup2(engine.reader)).snapshot(None)
+    assert {r.pid for r in snap} == {like.pid} and snap.left_out == 1

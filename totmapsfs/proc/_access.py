@@ -20,11 +20,11 @@ import resource
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from ..errors import AccessDenied, TotmapsError
+from ..errors import AccessDenied, NoSuchEntry
 from ._cgroupns import CgroupRoots
 from ._nsfs import KEEP
 from ._pidns import PidNamespaces, PidView
-from ._reader import ProcReader, read_at
+from ._reader import ProcReader, ns_inode, read_at, unless_gone
 from ._text import CAP_SYS_PTRACE, Status
 from ._userns import UserNamespaces, capable
 
@@ -85,9 +85,9 @@ class Access:
         """``privileged`` runs a function with CAP_SYS_ADMIN in effect (see CgroupRoots)."""
         self.reader = reader
         rootfd = reader.root_fd()
-        self.pids = PidNamespaces(rootfd, _inode(rootfd, "self/ns/pid"))
+        self.pids = PidNamespaces(rootfd, ns_inode(rootfd, "self/ns/pid"))
         self.users = UserNamespaces(held_limit())
-        self.own_user_ns = _inode(rootfd, "self/ns/user")
+        self.own_user_ns = ns_inode(rootfd, "self/ns/user")
         self.users.pin(lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         self.initial = _is_initial(rootfd)  # our user namespace is the initial one
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
@@ -97,11 +97,12 @@ class Access:
         """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
 
         A caller we cannot see (it exited, or lives in a pid namespace above
-        ours) gets no capability and sees no process.
+        ours) gets no capability and sees no process. Any other failure to
+        read it (EMFILE, EIO) is the request's error, not "not visible".
         """
         try:
             status, user_ns = self.reader.thread(tid)
-        except TotmapsError:
+        except NoSuchEntry:
             return Caller(tgid=-1, uid=uid, gid=gid)
         if user_ns is not None and user_ns != self.own_user_ns and user_ns not in self.users.known:
             rootfd = self.reader.root_fd()
@@ -248,19 +249,19 @@ def held_limit() -> int:
     return KEEP if soft == resource.RLIM_INFINITY else max(16, min(KEEP, soft // 8))
 
 
-def _inode(rootfd: int, path: str) -> int | None:
-    try:
-        return os.stat(path, dir_fd=rootfd).st_ino
-    except OSError:
-        return None
-
-
 def _is_initial(rootfd: int) -> bool:
-    """Whether our user namespace is the initial one: its uid_map maps every id to itself (user_namespaces(7))."""
+    """Whether our user namespace is the initial one: its uid_map maps every id to itself (user_namespaces(7)).
+
+    Fails closed: what cannot be told is not the initial namespace, so grants
+    nothing wholesale (all_access, perfmon); without user namespaces at all
+    (no uid_map) no caller's namespace is ours either (no ns/user), so those
+    grants could not apply anyway.
+    """
     try:
         return read_at(rootfd, "self/uid_map", False).split() == [b"0", b"0", b"4294967295"]
-    except OSError:
-        return True  # no user namespaces in this kernel (or a fake /proc): there is only the initial one
+    except OSError as exc:
+        unless_gone(exc, "our uid_map")
+        return False
 
 
 def _kernel() -> tuple[int, int]:

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from ._cgroup2 import ROOT, unified_path
 from ._nsfs import KEEP, Held
-from ._reader import ProcReader, read_at
+from ._reader import ProcReader, ns_inode, read_at, unless_gone
 
 log = logging.getLogger("totmapsfs")
 T = TypeVar("T")
@@ -78,11 +78,7 @@ class CgroupRoots:
     ) -> None:
         self._rootfd = reader.root_fd()
         self._privileged = privileged
-        self.own: int | None
-        try:
-            self.own = os.stat("self/ns/cgroup", dir_fd=self._rootfd).st_ino
-        except OSError:
-            self.own = None
+        self.own = ns_inode(self._rootfd, "self/ns/cgroup")
         self._roots: Held[tuple[str | None]] = Held(keep)  # by namespace inode: (its root,)
         self._jobs: queue.SimpleQueue[tuple[Callable[[], str | None], concurrent.futures.Future[str | None]]]
         self._jobs = queue.SimpleQueue()
@@ -93,11 +89,8 @@ class CgroupRoots:
         self._stuck = False  # the thread could not come back to our namespace: it finds nothing more
 
     def namespace_of(self, tid: int) -> int | None:
-        """The inode of thread ``tid``'s cgroup namespace; None when it cannot be told."""
-        try:
-            return os.stat(f"{tid}/ns/cgroup", dir_fd=self._rootfd).st_ino
-        except OSError:
-            return None
+        """The inode of thread ``tid``'s cgroup namespace; None when it is gone."""
+        return ns_inode(self._rootfd, f"{tid}/ns/cgroup")
 
     def root_of(self, tid: int) -> str | None:
         """Where thread ``tid``'s cgroup namespace begins (ROOT: ours, or no namespaces at all); None: unknown."""
@@ -111,7 +104,8 @@ class CgroupRoots:
             return known[0]
         try:
             fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the cgroup namespace of {tid}")
             return None
         try:
             if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
@@ -155,10 +149,11 @@ class CgroupRoots:
         return root_from(before, inside)
 
     def _cgroup_of(self, tid: int) -> str | None:
-        """Thread ``tid``'s cgroup v2 path as this thread's cgroup namespace names it; None if it cannot be read."""
+        """Thread ``tid``'s cgroup v2 path as this thread's cgroup namespace names it; None when it is gone."""
         try:
             return unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the cgroup of {tid}")
             return None
 
     def _join(self, fd: int) -> bool:

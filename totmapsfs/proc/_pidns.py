@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ._io import read_at, status_of_text, task_names
 from ._nsfs import NS_GET_PARENT, NS_GET_PID_FROM_PIDNS, NS_GET_TGID_IN_PIDNS, open_ns
+from ._reader import ns_inode, unless_gone
 
 log = logging.getLogger("totmapsfs")
 
@@ -66,7 +67,8 @@ class PidNamespaces:
             return self.own
         try:
             fd = open_ns(f"{tid}/ns/pid", self._rootfd)
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the pid namespace of {tid}")
             return None
         try:
             return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
@@ -93,16 +95,16 @@ class PidNamespaces:
         For the requests that need no status (lookup, getattr, listing): a
         caller in our namespace costs one fstatat of its ns/pid.
         """
-        try:
-            inode = os.stat(f"{tid}/ns/pid", dir_fd=self._rootfd).st_ino
-        except OSError:
+        inode = ns_inode(self._rootfd, f"{tid}/ns/pid")
+        if inode is None:
             return self.own if self.own.inode == 0 else None  # no namespace files at all: a fake /proc
         if inode == self.own.inode:
             return self.own
 
         try:
             ns_pids = status_of_text(read_at(self._rootfd, f"{tid}/status", False)).ns_pids
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the status of {tid}")
             return None
         return self.view(tid, ns_pids)
 

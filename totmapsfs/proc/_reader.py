@@ -10,8 +10,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
-from ..errors import AccessDenied, NoSuchProcess, SourceError, TotmapsError
+from ..errors import AccessDenied, NoSuchEntry, NoSuchProcess, SourceError, TotmapsError
 from ._io import (
+    GONE,
     IMPLEMENTATION,
     MISSING_C,
     caller_at,
@@ -24,7 +25,17 @@ from ._io import (
 )
 from ._text import Mount, Stat, Status, parse_mountinfo
 
-__all__ = ["IMPLEMENTATION", "MISSING_C", "BufferPool", "ProcReader", "Process", "read_at", "translate"]
+__all__ = [
+    "IMPLEMENTATION",
+    "MISSING_C",
+    "BufferPool",
+    "ProcReader",
+    "Process",
+    "ns_inode",
+    "read_at",
+    "translate",
+    "unless_gone",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,11 +58,35 @@ def translate(exc: OSError, what: str, gone: TotmapsError) -> TotmapsError:
     EACCES/EPERM mean the kernel refused; anything else (EIO, ENOMEM, EINTR...)
     is passed on as it is.
     """
-    if exc.errno in (errno.ENOENT, errno.ESRCH, errno.ENOTDIR):
+    if exc.errno in GONE:
         return gone
     if exc.errno in (errno.EACCES, errno.EPERM):
         return AccessDenied(f"{what}: {exc.strerror}")
     return SourceError(exc.errno or errno.EIO, what)
+
+
+def unless_gone(exc: OSError, what: str) -> None:
+    """Return when ``exc`` says ``what`` is gone (the caller then answers None or []), else raise ``translate``'s error.
+
+    For the readers whose answer for a vanished task or namespace is "none":
+    EMFILE, EIO or EACCES must not read as "not there" (a caller that is not
+    visible, a namespace that cannot be told).
+    """
+    if exc.errno not in GONE:
+        raise translate(exc, what, NoSuchEntry(what)) from None
+
+
+def ns_inode(dirfd: int, path: str) -> int | None:
+    """The inode of nsfs file ``path`` (which namespace it is); None when it is gone, else ``translate``'s error."""
+    try:
+        return ns_inode_at(dirfd, path)
+    except OSError as exc:
+        raise translate(exc, path, NoSuchEntry(path)) from None
+
+
+def unparseable(exc: ValueError, what: str) -> SourceError:
+    """The domain error for a /proc text the parser refuses: the kernel's read failed, as far as a caller can tell."""
+    return SourceError(errno.EIO, f"{what}: {exc}")
 
 
 def wrap_exceptions(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -179,11 +214,8 @@ class Process:
         return st.st_uid, st.st_gid
 
     def user_ns(self) -> int | None:
-        """The inode of the process's user namespace; None when it cannot be told (then nothing is granted by it)."""
-        try:
-            return os.stat("ns/user", dir_fd=self._dirfd).st_ino
-        except OSError:
-            return None
+        """The inode of the process's user namespace; None when it is gone (then nothing is granted by it)."""
+        return ns_inode(self._dirfd, "ns/user")
 
     def open_user_ns(self) -> int:
         """The process's user namespace, open (OSError when it is gone)."""
@@ -197,8 +229,11 @@ class Process:
         """
         try:
             uid, gid = (_root_of_map(read_at(self._dirfd, name, False)) for name in ("uid_map", "gid_map"))
-        except (OSError, ValueError):
+        except OSError as exc:
+            unless_gone(exc, f"the id maps of {self.pid}")
             return None
+        except ValueError:
+            return None  # not a map we can read: unmapped, the strictest answer (see Access._dumpable)
         return None if uid is None or gid is None else (uid, gid)
 
     @wrap_exceptions("cgroup")
@@ -286,20 +321,18 @@ class ProcReader:
 
         Each pid gives its pinned Process, its stat and status (and its cgroup
         file when asked), or the domain error its reads met. The callers close
-        the Processes. A text the parser refuses raises, as Process.probe does.
+        the Processes. A text the parser refuses is that process's error (as
+        unparseable says), as an errno is: one such process is left out of a
+        view, not the view failed.
         """
         items = probe_many(self.root_fd(), pids, cgroup)
-        refused = next((item for item in items if isinstance(item, Exception)), None)
-        if refused is not None:
-            for item in items:  # close what was pinned before raising
-                if isinstance(item, tuple):
-                    os.close(item[0])
-            raise refused
         out: list[tuple[Process, Stat, Status, bytes | None] | TotmapsError] = []
         for pid, item in zip(pids, items, strict=True):
             if isinstance(item, tuple):
                 fd, stat, status, text = item
                 out.append((Process(pid, fd, self.buffers), stat, status, text))
+            elif isinstance(item, ValueError):
+                out.append(unparseable(item, f"stat and status of {pid}"))
             else:
                 assert isinstance(item, int)
                 out.append(translate(OSError(item, os.strerror(item)), f"stat and status of {pid}", NoSuchProcess(pid)))
@@ -311,7 +344,10 @@ class ProcReader:
 
     def task_ids(self) -> list[int]:
         """Every thread's id, thread-group leaders included (/proc/<pid>/task/); processes gone meanwhile skipped."""
-        return [int(n) for pid in self.pids() for n in task_names(self.root_fd(), str(pid))]
+        try:
+            return [int(n) for pid in self.pids() for n in task_names(self.root_fd(), str(pid))]
+        except OSError as exc:
+            raise translate(exc, "the threads in /proc", NoSuchEntry("/proc")) from None
 
     def mounts(self) -> list[Mount]:
         """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
@@ -321,7 +357,3 @@ class ProcReader:
     def has_rollup(self) -> bool:
         """True when the kernel offers smaps_rollup (Linux >= 4.14)."""
         return os.path.exists(f"{self.root}/self/smaps_rollup")
-
-    def user_ns(self, pid: int) -> int | None:
-        """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
-        return ns_inode_at(self.root_fd(), f"{pid}/ns/user")

@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"totmapsfs: error: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:
-        # pyfuse3.init raises RuntimeError when the kernel refuses the mount.
+    except _daemon.MountFailed as exc:
         print(f"totmapsfs: error: mounting {args.mountpoint} failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
