@@ -24,6 +24,7 @@ from ._cgroup2 import (
     within,
 )
 from ._cgroupns import CgroupRoots, root_from, setns
+from ._io import read_fd_into
 from ._pidns import PidNamespaces, PidView
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
@@ -60,6 +61,7 @@ __all__ = [
     "parse_mountinfo",
     "parse_stat",
     "parse_status",
+    "read_fd_into",
     "rebase",
     "root_from",
     "setns",

@@ -28,21 +28,31 @@ _SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
 _SMALL_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def _read_fd(fd: int, chunk: int) -> bytes:
-    """Read an open /proc file to its end (seq_file answers at most a buffer per read)."""
-    parts = []
+def read_fd_into(fd: int, buf: bytearray, chunk: int = 0) -> int:
+    """Read an open file to its end into ``buf``, doubling it as needed; the length read.
+
+    The one read-to-EOF loop: seq_file answers at most a buffer per read and
+    goes on from where it stopped. ``chunk``: at most that many bytes a read
+    (0: as many as ``buf`` has room for).
+    """
+    n = 0
     while True:
-        data = os.read(fd, chunk)
-        if not data:
-            break
-        parts.append(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        if n == len(buf):
+            buf.extend(bytes(len(buf) or _SMALL_READ))
+        end = min(len(buf), n + chunk) if chunk else len(buf)
+        with memoryview(buf) as whole, whole[n:end] as rest:
+            got = os.readv(fd, [rest])
+        if not got:
+            return n
+        n += got
 
 
 def _py_read_at(dirfd: int, name: str, wait: bool = False) -> bytes:
     fd = os.open(name, _SMALL_FLAGS & ~os.O_NONBLOCK if wait else _SMALL_FLAGS, dir_fd=dirfd)
     try:
-        return _read_fd(fd, _SMALL_READ)
+        buf = bytearray(_SMALL_READ)
+        del buf[read_fd_into(fd, buf) :]
+        return bytes(buf)
     finally:
         os.close(fd)
 

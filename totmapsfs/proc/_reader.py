@@ -20,6 +20,7 @@ from ._io import (
     probe,
     probe_many,
     read_at,
+    read_fd_into,
     stat_of_text,
     task_names,
 )
@@ -133,19 +134,6 @@ class BufferPool:
             with self._lock:
                 if len(self._free) < self.keep:
                     self._free.append(buf)
-
-
-def _read_fd_into(fd: int, buf: bytearray) -> int:
-    """Read an open /proc file to its end into ``buf``, growing it as needed; the length read."""
-    n = 0
-    while True:
-        if n == len(buf):
-            buf.extend(bytes(len(buf)))  # double; seq_file goes on from where it stopped
-        with memoryview(buf) as whole, whole[n:] as rest:
-            got = os.readv(fd, [rest])
-        if not got:
-            return n
-        n += got
 
 
 def _root_of_map(text: bytes) -> int | None:
@@ -262,7 +250,7 @@ class Process:
         try:
             fd = os.open("smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
             try:
-                return _read_fd_into(fd, buf)
+                return read_fd_into(fd, buf)
             finally:
                 os.close(fd)
         except ProcessLookupError:
