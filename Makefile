@@ -149,14 +149,14 @@ uninstall:
 boot-test: venv
 	$(PY) -m pytest -v tests/systemd $(PYTEST_ARGS)
 
-# Performance (issue 4): mounts totmapsfs in a temporary directory, makes its
+# Performance: mounts totmapsfs in a temporary directory, makes its
 # own workloads and prints medians [min-max] with the targets; root, a few
 # minutes. BENCH_ARGS=--quick for ~30 s; pip install '.[plot]' for the PNG.
 .PHONY: bench
 bench: venv
 	$(PY) -m totmapsfs.bench $(BENCH_ARGS)
 
-# Reliability (issue 5): the churn/pid-reuse, load and fault tests for
+# Reliability: the churn/pid-reuse, load and fault tests for
 # STRESS_SECONDS each instead of their few seconds in `make test`; figures
 # are printed as they come.
 STRESS_SECONDS ?= 120
@@ -166,7 +166,7 @@ stress: venv
 		tests/stress/test_churn.py tests/stress/test_load.py tests/stress/test_faults.py $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
-# Parser hardening (issue 5): fuzzing, sanitizers, valgrind. Each target builds
+# Parser hardening: fuzzing, sanitizers, valgrind. Each target builds
 # its own copy of the package with the C extensions compiled from SPEEDUPS_SRC
 # (the parser's files) and PROC_SPEEDUPS_SRC (the proc reader's)
 # (point it at a copy with a planted bug to see a target fail) and puts it first

@@ -1,4 +1,4 @@
-"""Cgroup namespaces (issue 12): MOUNT/cgroup/ is rooted at the caller's namespace root, metrics' labels are its paths.
+"""Cgroup namespaces: MOUNT/cgroup/ is rooted at the caller's namespace root, metrics' labels are its paths.
 
 The test makes a cgroup tree (the ``cgroup`` fixture), starts an agent that
 moves itself into ``<cgroup>/ns`` and then unshares its cgroup namespace (as

@@ -1,4 +1,4 @@
-"""The kernel's dentry cache and pid namespaces (issue 12): a name cached for one caller never answers another wrongly.
+"""The kernel's dentry cache and pid namespaces: a name cached for one caller never answers another wrongly.
 
 The kernel keeps the entries the daemon hands out (ATTR_TIMEOUT, 1 s) for
 every caller of the mount alike. Until the daemon has had a request from a

@@ -1,4 +1,4 @@
-"""Pid namespaces (issue 12): every name the mount answers is in the caller's pid namespace, as its own /proc's are.
+"""Pid namespaces: every name the mount answers is in the caller's pid namespace, as its own /proc's are.
 
 Each namespace is made by the test (tests/programs/nsagent.py: unshare of a
 pid and a mount namespace, a fork, a procfs of its own on /proc, as

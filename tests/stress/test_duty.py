@@ -1,4 +1,4 @@
-"""The walk duty and the views' walk budget on real big, busy processes (issue 14).
+"""The walk duty and the views' walk budget on real big, busy processes.
 
 The targets are workload.py processes with 1-1.5 GiB of written memory that
 fault in a new page every millisecond, so that their memory generation never

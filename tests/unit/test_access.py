@@ -1,7 +1,7 @@
 """The access rule as pure logic: the kernel's ptrace-read decision over what /proc and nsfs show.
 
 The namespaces are a small made-up tree (the real ones are exercised in
-tests/mount/test_namespaces.py against the kernel's own answers):
+tests/mount/test_user_namespaces.py against the kernel's own answers):
 
     1  the initial user namespace (ours)
     2  child of 1, created by uid 1000 (a rootless container: root inside is 1000 outside)

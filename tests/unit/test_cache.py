@@ -112,7 +112,7 @@ def test_a_failed_computation_is_not_shared() -> None:
     assert cache.get_or_compute((1, 1), "s", compute) == "answer" and len(calls) == 1
 
 
-# -- the walk duty and the budget (issue 14) --------------------------------------------
+# -- the walk duty and the budget ------------------------------------------------------
 
 
 def walking(clock: Clock, seconds: float, value: object = "answer"):

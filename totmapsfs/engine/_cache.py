@@ -7,7 +7,7 @@ time, so a reused pid never sees its predecessor's numbers), no more than
 readers of one key in one state share one computation: the first computes,
 the others join its *flight* and take its answer.
 
-The walk duty (issue 14) bounds how much of the time any one process is
+The walk duty bounds how much of the time any one process is
 walked: computing an answer reads smaps, which holds the target's mmap lock
 for as long as the walk takes. With a duty D below 1, a key whose last
 computation began at ``t`` and took ``w`` seconds (of the computing thread's

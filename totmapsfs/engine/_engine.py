@@ -31,7 +31,7 @@ from ..proc import Access, Caller, Process, ProcReader, Stat, Status
 from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 
 DEFAULT_MAX_AGE = 1.0  # seconds
-# The walk duty (issue 14, _cache): the share of the time any one process may
+# The walk duty (see _cache): the share of the time any one process may
 # be walked. 5%: a process whose smaps take 15 ms to walk is walked at most
 # every 0.3 s, one of 4.5 s (a 200 GB process) every 90 s.
 DEFAULT_DUTY = 0.05

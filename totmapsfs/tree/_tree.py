@@ -13,7 +13,7 @@ Layout::
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
 
-Every name is the caller's (issue 12): pids are numbered as the caller's pid
+Every name is the caller's: pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
 begins where its cgroup namespace does. Inodes are computed from the names
 (``_inodes``), the same for every caller, and each request interprets them
