@@ -160,3 +160,43 @@ def test_per_caller_names_leave_no_window(mount_factory, workloads) -> None:
             agent.close()
     assert "ok" in outcomes[False], f"set-up: no window to close without the option: {outcomes[False]}"
     assert outcomes[True] == ["ENOENT"] * 5, f"--per-caller-names: a container's stats of a host pid: {outcomes[True]}"
+
+
+BURN = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass\n"
+FIRST_WALKS = 8
+
+
+def test_a_containers_first_walk_keeps_its_working_directory_under_load(mount_factory) -> None:
+    """`cd -P MOUNT/self && pwd -P` as a new pid namespace's first request, with every CPU busy: pwd names it.
+
+    That first request (the readlink of self) switches the daemon to per-caller
+    names, which drops the entries it handed out before; were they dropped
+    after the reply, the walk's next lookup (its own pid's directory) could be
+    created first and dropped after, leaving the shell in a deleted directory
+    (getcwd: ENOENT). Each round is a fresh daemon, so each is a first walk;
+    the host looks the names up first, so that there is something to drop.
+    """
+    burners = [
+        subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(2 * (os.cpu_count() or 1))
+    ]  # the load under which the race was seen; ended below, bounded to 60 s anyway
+    failures: list[str] = []
+    try:
+        for round_ in range(FIRST_WALKS):
+            m = mount_factory(name=f"first-walk-{round_}").path
+            os.listdir(m)  # the host: every name cached, for a second
+            os.stat(m / "1")
+            walk = subprocess.run(
+                ["unshare", "--pid", "--fork", "sh", "-c", 'cd -P "$0/self" && pwd -P', str(m)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if walk.returncode != 0 or walk.stdout.strip() != f"{m}/1":
+                failures.append(
+                    f"round {round_}: exit {walk.returncode}, {walk.stdout.strip()!r} {walk.stderr.strip()!r}"
+                )
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert not failures, f"{len(failures)} of {FIRST_WALKS} first walks lost their directory: {failures}"
