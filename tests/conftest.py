@@ -120,10 +120,10 @@ def workloads() -> Iterator[Callable[..., Workload]]:
 
 @pytest.fixture(scope="module")
 def exact_mount() -> Iterator[Mount]:
-    """One rollup mount with the cache off, shared by a module's exactness tests."""
+    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests."""
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
-    m = Mount(d / "mnt", "--max-age", "0")
+    m = Mount(d / "mnt", "--max-age", "0", "--duty", "1")
     yield m
     assert m.stop() == 0
     assert daemon_problems(m) == []
