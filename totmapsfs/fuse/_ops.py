@@ -232,7 +232,10 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._files[fh][off : off + size]
+        data = self._files.get(fh)
+        if data is None:  # a handle not ours (released): the kernel never sends one, a bug would
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return data[off : off + size]
 
     @fuse_errors
     async def release(self, fh: int) -> None:
