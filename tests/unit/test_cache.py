@@ -133,7 +133,7 @@ def test_a_process_walked_recently_is_held_until_its_duty_allows() -> None:
     compute, calls = walking(clock, 0.010)  # 10 ms: not due again for 200 ms after it began
     assert cache.get_or_compute((1, 1), "s1", compute) == "answer1"
     clock.now += 0.150  # 160 ms after the walk began; the process changed
-    assert cache.get_or_compute((1, 1), "s2", compute) == "answer1" and cache.counters.held == 1
+    assert cache.get_or_compute((1, 1), "s2", compute) == "answer1" and cache.counters.held_not_due == 1
     assert cache.lookup((1, 1), "s3") == "answer1"  # the event loop's look gets it too
     clock.now += 0.045  # 205 ms: due
     assert cache.get_or_compute((1, 1), "s2", compute) == "answer2"
@@ -148,7 +148,7 @@ def test_short_walks_and_duty_one_are_never_held() -> None:
         compute, calls = walking(clock, seconds)
         for sig in ("a", "b", "c"):
             cache.get_or_compute((1, 1), sig, compute)
-        assert (len(calls), cache.counters.held, len(cache)) == (3, 0, 0), (duty, seconds)
+        assert (len(calls), cache.counters.held_not_due, len(cache)) == (3, 0, 0), (duty, seconds)
 
 
 def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> None:
@@ -169,7 +169,7 @@ def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> No
     try:
         assert entered.wait(10)
         assert cache.get_or_compute((1, 1), "c", counting()[0]) == "answer1"  # at once, the last answer
-        assert cache.counters.held_in_flight == 1 and cache.counters.joined == 0
+        assert cache.counters.held_walk_in_flight == 1 and cache.counters.joined == 0
     finally:
         release.set()
         owner.join(10)
@@ -193,7 +193,7 @@ def test_a_spent_budget_gives_the_last_answer_but_never_none() -> None:
     empty = Bucket(False)
     assert cache.get_or_compute((1, 1), "a", compute, budget=empty) == "answer1"  # no answer yet: walked anyway
     assert empty.spent == 0.25
-    assert cache.get_or_compute((1, 1), "b", compute, budget=empty) == "answer1" and cache.counters.deferred == 1
+    assert cache.get_or_compute((1, 1), "b", compute, budget=empty) == "answer1" and cache.counters.held_budget == 1
     assert cache.get_or_compute((1, 1), "b", compute, budget=Bucket(True)) == "answer2" and len(calls) == 2
 
 
@@ -224,4 +224,4 @@ def test_the_budget_defers_to_answers_older_than_max_age() -> None:
     clock.now += 15
     for pid, (compute, _) in computes.items():
         assert cache.get_or_compute((pid, 1), "b", compute, budget=spent) == f"p{pid}-1"
-    assert cache.counters.deferred == 10 and all(len(calls) == 1 for _, calls in computes.values())
+    assert cache.counters.held_budget == 10 and all(len(calls) == 1 for _, calls in computes.values())

@@ -75,9 +75,10 @@ class Counters:
     hits: int = 0  # fresh answers served
     misses: int = 0  # computations begun
     joined: int = 0  # readers that waited for another's computation
-    held: int = 0  # older answers served: the process was walked too recently (the duty)
-    held_in_flight: int = 0  # ... another reader's walk of it was under way
-    deferred: int = 0  # ... the walk budget was spent
+    # Older answers served ("held"), by reason (the metric's reason label):
+    held_not_due: int = 0  # the process was walked too recently (the duty)
+    held_walk_in_flight: int = 0  # another reader's walk of it was under way
+    held_budget: int = 0  # the walk budget was spent
     walks: int = 0  # computations finished
     walk_seconds: float = 0.0  # their time in all
 
@@ -145,7 +146,7 @@ class Cache(Generic[V]):
             flight = self._flights.get(key)
             entry = self._entries.get(key)
             if entry is not None and budget is not None and flight is None and not budget.allow():
-                self.counters.deferred += 1
+                self.counters.held_budget += 1
                 return entry.value
             if flight is not None and patience is not None and now - flight.started >= patience:
                 raise Busy(key[0])
@@ -176,10 +177,10 @@ class Cache(Generic[V]):
             return entry.value
         if self.duty < 1 and entry.walk >= DUTY_FLOOR:
             if now < entry.at + entry.walk / self.duty:
-                self.counters.held += 1
+                self.counters.held_not_due += 1
                 return entry.value
             if key in self._flights:
-                self.counters.held_in_flight += 1
+                self.counters.held_walk_in_flight += 1
                 return entry.value
         return None
 

@@ -97,7 +97,7 @@ class Tree:
         self.access = engine.access
         self.views = views
         self.cgroup_dirs = CgroupDirs(views.cgroups)
-        self.mounted_ns = time.time_ns()
+        self.mounted_at_ns = time.time_ns()  # when mounted, in ns: the fixed files' mtime
         self.mixed = Mixed()
         if per_caller_names:
             self.mixed.pids = self.mixed.cgroups = True
@@ -148,13 +148,13 @@ class Tree:
 
     def _root_attr(self) -> Attr:
         # nlink 1: "unknown", so find(1) does not infer a subdirectory count.
-        return Attr(ROOT_INODE, stat.S_IFDIR | 0o555, 1, 0, 0, self.mounted_ns)
+        return Attr(ROOT_INODE, stat.S_IFDIR | 0o555, 1, 0, 0, self.mounted_at_ns)
 
     def _link_attr(self, ino: int) -> Attr:
-        return Attr(ino, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_ns)
+        return Attr(ino, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_at_ns)
 
     def _view_attr(self, ino: int) -> Attr:
-        return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_ns)
+        return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_at_ns)
 
     def _pid_attr(self, host: int, pid: int, is_file: bool) -> Attr:
         """The directory (or totmaps) of the process we number ``host`` and the caller ``pid``."""

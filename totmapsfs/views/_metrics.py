@@ -237,9 +237,9 @@ def _walk_families(stats: WalkStats | None) -> list[Family]:
             "counter",
             ("reason",),
             [
-                (("not_due",), float(stats.held)),
-                (("walk_in_flight",), float(stats.held_in_flight)),
-                (("budget",), float(stats.deferred)),
+                (("not_due",), float(stats.held_not_due)),
+                (("walk_in_flight",), float(stats.held_walk_in_flight)),
+                (("budget",), float(stats.held_budget)),
             ],
         ),
     ]

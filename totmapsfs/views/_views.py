@@ -187,9 +187,9 @@ class Views:
             self.engine.source.value,
             counters.walks,
             counters.walk_seconds,
-            counters.held,
-            counters.held_in_flight,
-            counters.deferred,
+            counters.held_not_due,
+            counters.held_walk_in_flight,
+            counters.held_budget,
         )
 
     def snapshot(
