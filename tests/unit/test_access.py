@@ -78,7 +78,7 @@ def status(ids: int = 1000, tgid: int = 50, mm: bytes = b"VmSize: 1 kB", prm: in
 
 
 def caller(ids: int = 1000, ns: int = 1, eff: int = 0, tgid: int = 10, **kw: bool) -> Caller:
-    return Caller(tgid=tgid, uid=ids, gid=ids, euid=ids, cap_eff=eff, user_ns=ns, **kw)
+    return Caller(tgid=tgid, fsuid=ids, fsgid=ids, euid=ids, cap_eff=eff, user_ns=ns, **kw)
 
 
 USER = caller()

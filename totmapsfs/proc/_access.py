@@ -47,8 +47,8 @@ class Caller(NamedTuple):
     """
 
     tgid: int  # its thread group, as our procfs numbers it; -1: not visible to us
-    uid: int  # fsuid
-    gid: int  # fsgid
+    fsuid: int  # what FUSE hands us and FSCREDS compares (fuse_in_header's "uid")
+    fsgid: int
     euid: int = -1  # what cap_capable's owner rule compares
     cap_eff: int = 0  # FSCREDS checks compare the effective set (cap_ptrace_access_check)
     user_ns: int | None = None  # inode of its user namespace
@@ -93,8 +93,8 @@ class Access:
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
         self.cgroups = CgroupRoots(reader, privileged or (lambda fn: fn()), held_limit())
 
-    def identify(self, tid: int, uid: int, gid: int) -> Caller:
-        """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
+    def identify(self, tid: int, fsuid: int, fsgid: int) -> Caller:
+        """The Caller of a request from thread ``tid`` with fsuid ``fsuid`` and fsgid ``fsgid``.
 
         A caller we cannot see (it exited, or lives in a pid namespace above
         ours) gets no capability and sees no process. Any other failure to
@@ -103,7 +103,7 @@ class Access:
         try:
             status, user_ns = self.reader.thread(tid)
         except NoSuchEntry:
-            return Caller(tgid=-1, uid=uid, gid=gid)
+            return Caller(tgid=-1, fsuid=fsuid, fsgid=fsgid)
         if user_ns is not None and user_ns != self.own_user_ns and user_ns not in self.users.known:
             rootfd = self.reader.root_fd()
             self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
@@ -116,8 +116,8 @@ class Access:
             Caller,
             (
                 status.tgid,
-                uid,
-                gid,
+                fsuid,
+                fsgid,
                 status.uids[1],
                 cap_eff,
                 user_ns,
@@ -176,7 +176,7 @@ class Access:
             self.users.learn(ns, target.open_user_ns)
         # FSCREDS: the caller's fsuid/fsgid must equal all of the target's
         # real, effective and saved ids, else CAP_SYS_PTRACE over its namespace.
-        same_ids = all(u == caller.uid for u in status.uids[:3]) and all(g == caller.gid for g in status.gids[:3])
+        same_ids = all(u == caller.fsuid for u in status.uids[:3]) and all(g == caller.fsgid for g in status.gids[:3])
         if not same_ids and not self.capable(caller, ns):
             return False
         # Not dumpable: CAP_SYS_PTRACE over mm->user_ns needed as well.
@@ -235,7 +235,7 @@ class Access:
 
     def check(self, caller: Caller, status: Status, target: Target) -> None:
         if not self.may_read(caller, status, target):
-            raise AccessDenied(f"caller {caller.tgid} (uid {caller.uid}) may not read {status.tgid}")
+            raise AccessDenied(f"caller {caller.tgid} (fsuid {caller.fsuid}) may not read {status.tgid}")
 
 
 def held_limit() -> int:
