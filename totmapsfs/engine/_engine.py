@@ -96,8 +96,12 @@ _EMPTY = Totmaps({}, b"")
 
 
 @dataclass(slots=True)
-class Probe:
-    """A pinned process as stat and status show it: what the cache is asked with (see Engine.probe)."""
+class Checked:
+    """A pinned process as stat and status show it, checked against its reader: what the cache is asked with.
+
+    Made by Engine.check (which reads stat and status: Process.probe) or
+    Engine.checked (for stat and status read already).
+    """
 
     proc: Process
     status: Status
@@ -169,10 +173,10 @@ class Engine:
         cgroup first) and need its name and uid, which this status already holds.
         With ``patience``, see ``resolve``.
         """
-        probe = self.probe(proc, caller)
-        return probe.status, self.resolve(probe, patience=patience, budget=budget)
+        checked = self.check(proc, caller)
+        return checked.status, self.resolve(checked, patience=patience, budget=budget)
 
-    def probe(self, proc: Process, caller: Caller | None = None) -> Probe:
+    def check(self, proc: Process, caller: Caller | None = None) -> Checked:
         """Who the process is and what state its memory is in, checked against ``caller``.
 
         Reads stat and status only, which never wait on the target (see
@@ -182,29 +186,29 @@ class Engine:
         stat, status = proc.probe()
         return self.checked(proc, stat, status, caller)
 
-    def checked(self, proc: Process, stat: Stat, status: Status, caller: Caller | None = None) -> Probe:
-        """``probe`` for stat and status read already (a view reads them for many processes at once)."""
+    def checked(self, proc: Process, stat: Stat, status: Status, caller: Caller | None = None) -> Checked:
+        """``check`` for stat and status read already (a view reads them for many processes at once)."""
         if not status.mm_counters:
             # No address space (kernel thread, zombie): anyone may read it, as in
             # /proc (may_read), and it is empty. Nothing of its memory is read,
             # so a kernel thread that execs a usermode helper right now
             # (call_usermodehelper) cannot show its new memory to a caller never
             # checked against it.
-            return Probe(proc, status, None, None)
+            return Checked(proc, status, None, None)
         # A caller with CAP_SYS_PTRACE over our user namespace may read
         # anything (Access.may_read): no call at all for it, in the views too.
         if caller is not None and not caller.all_access:
             self.access.check(caller, status, proc)
-        return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
+        return Checked(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
 
-    def cached(self, probe: Probe) -> Totmaps | None:
-        """The answer if the cache has it for the probed state (or there is nothing to read); never waits."""
-        if probe.key is None:
+    def cached(self, checked: Checked) -> Totmaps | None:
+        """The answer if the cache has it for the state checked (or there is nothing to read); never waits."""
+        if checked.key is None:
             return _EMPTY
-        return self.cache.lookup(probe.key, probe.signature)
+        return self.cache.lookup(checked.key, checked.signature)
 
-    def resolve(self, probe: Probe, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
-        """The answer for a probed process: cached, held, shared with a reader computing it, or computed now.
+    def resolve(self, checked: Checked, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
+        """The answer for a checked process: cached, held, shared with a reader computing it, or computed now.
 
         May wait on the target's mmap lock (fs/proc/task_mmu.c takes it for
         every smaps read): worker threads only. With ``patience``, a process
@@ -213,12 +217,12 @@ class Engine:
         whose mmap lock is held, only the reader that met it first does.
         ``budget``: see WalkBudget.
         """
-        key = probe.key
+        key = checked.key
         if key is None:
             return _EMPTY
-        proc = probe.proc
+        proc = checked.proc
         return self.cache.get_or_compute(
-            key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
+            key, checked.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
         )
 
     def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool, float]:

@@ -177,11 +177,11 @@ class Operations(pyfuse3.Operations):
                 pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
 
     async def _carry_out(self, plan: Plan[Any, bytes]) -> bytes:
-        """A plan in the reads pool: one job for a single share (finish included), else a job a share, then finish."""
-        if len(plan.shares) == 1:
-            share, finish = plan.shares[0], plan.finish
-            return await self.reads.run(lambda: finish([share()]))
-        parts = await self.reads.run_all(plan.shares)
+        """A plan in the reads pool: one job for a single slice (finish included), else a job a slice, then finish."""
+        if len(plan.slices) == 1:
+            part, finish = plan.slices[0], plan.finish
+            return await self.reads.run(lambda: finish([part()]))
+        parts = await self.reads.run_all(plan.slices)
         return await self.reads.run(functools.partial(plan.finish, parts))
 
     @fuse_errors

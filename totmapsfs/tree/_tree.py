@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..engine import Engine, Probe
+from ..engine import Checked, Engine
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import ROOT, Caller, PidView
 from ..views import Plan, Views
@@ -286,7 +286,7 @@ class Tree:
                 return self._open_pid(self._host(caller.pids, node.number), caller)
         # One Caller for the whole read: a view checks every process against it.
         # Its pid namespace is closed once the plan is made: a plan translates
-        # the caller's pids when it is made (Views.plan), its shares never do.
+        # the caller's pids when it is made (Views.plan), its slices never do.
         with self.caller(request) as caller:
             return self._open_view(ino, request, caller)
 
@@ -312,19 +312,19 @@ class Tree:
     def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
         proc = self.reader.open(pid)
         try:
-            probe = self.engine.probe(proc, caller)
-            hit = self.engine.cached(probe)
+            checked = self.engine.check(proc, caller)
+            hit = self.engine.cached(checked)
         except BaseException:
             proc.close()
             raise
         if hit is not None:
             proc.close()
             return hit.text
-        return Plan([functools.partial(self._resolve, probe)], _first)
+        return Plan([functools.partial(self._resolve, checked)], _first)
 
-    def _resolve(self, probe: Probe) -> bytes:
-        with probe.proc:
-            return self.engine.resolve(probe).text
+    def _resolve(self, checked: Checked) -> bytes:
+        with checked.proc:
+            return self.engine.resolve(checked).text
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
         with self.caller(request) as caller:

@@ -36,7 +36,7 @@ log = logging.getLogger("totmapsfs")
 
 
 class _Watched:
-    """A share's view of the walk budget: whether the last walk it asked for was refused."""
+    """A slice's view of the walk budget: whether the last walk it asked for was refused."""
 
     __slots__ = ("budget", "denied")
 
@@ -58,20 +58,20 @@ T = TypeVar("T")
 
 
 class Plan(NamedTuple, Generic[S, T]):
-    """Work that may wait on a target's mmap lock: shares (worker threads, in parallel), then ``finish`` on them.
+    """Work that may wait on a target's mmap lock: slices (worker threads, in parallel), then ``finish`` on them.
 
-    The FUSE adapter runs a one-share plan, finish included, as one job, and
-    a plan of several shares as that many jobs and then one for ``finish``: a
+    The FUSE adapter runs a one-slice plan, finish included, as one job, and
+    a plan of several slices as that many jobs and then one for ``finish``: a
     view's finish merges, sums and renders, pure Python over a thousand rows,
     also worth keeping off the event loop.
     """
 
-    shares: Sequence[Callable[[], S]]
+    slices: Sequence[Callable[[], S]]
     finish: Callable[[Sequence[S]], T]
 
     def run(self) -> T:
-        """All of it in the calling thread, one share after the other."""
-        return self.finish([share() for share in self.shares])
+        """All of it in the calling thread, one slice after the other."""
+        return self.finish([part() for part in self.slices])
 
 
 class Views:
@@ -136,16 +136,16 @@ class Views:
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
     ) -> Plan[Snapshot, T]:
-        """One pass over every process ``caller`` may read (None: every process), as shares and a finish.
+        """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
         The processes are those of the caller's pid namespace, and the rows
         number them as it does. ``keep`` sees the process's cgroup path (in
         the mirrored hierarchy; None when outside it) before the engine is
         asked, so a cgroup's view never computes the memory of processes
         outside it; the rows hold that path as a cgroup namespace beginning at
-        ``top`` names it (None: no cgroup). The shares may run in parallel (the
+        ``top`` names it (None: no cgroup). The slices may run in parallel (the
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
-        merged. Shares are interleaved, so that each gets as many big processes.
+        merged. Slices are interleaved, so that each gets as many big processes.
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
@@ -160,7 +160,7 @@ class Views:
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        slices = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
@@ -180,7 +180,7 @@ class Views:
                 rows.stats = self._stats(counters)
             return finish(rows)
 
-        return Plan(shares, merged)
+        return Plan(slices, merged)
 
     def _stats(self, counters: Counters) -> WalkStats:
         return WalkStats(
@@ -200,7 +200,7 @@ class Views:
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
     ) -> Snapshot:
-        """``plan``'s rows, its shares run one after the other here (for the Python API and the tests)."""
+        """``plan``'s rows, its slices run one after the other here (for the Python API and the tests)."""
         return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep, top=top).run()
 
     def _rows(
@@ -229,8 +229,8 @@ class Views:
                         path = relative(unified_path(text)) if text is not None else None
                         if keep is not None and not keep(path):
                             continue
-                        probe = engine.checked(proc, stat, status, caller)
-                        totmaps = engine.resolve(probe, patience=PATIENCE, budget=budget)
+                        checked = engine.checked(proc, stat, status, caller)
+                        totmaps = engine.resolve(checked, patience=PATIENCE, budget=budget)
                         if budget is not None and budget.denied:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
