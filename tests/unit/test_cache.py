@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -75,28 +77,36 @@ def test_bounded_and_expired_first() -> None:
     assert cache.keys() == [(9, 1)]  # the expired entry went when a new one came
 
 
+@contextlib.contextmanager
+def computing(cache: Cache[object], key: tuple[int, int], signature: str, answer: str) -> Iterator[None]:
+    """Another reader's computation of ``key`` under way (in its own thread) for the with-block; ``answer`` after."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held() -> tuple[object, bool, float]:
+        entered.set()
+        release.wait(10)
+        return answer, True, 0.0
+
+    owner = threading.Thread(target=cache.get_or_compute, args=(key, signature, held))
+    owner.start()
+    try:
+        assert entered.wait(10), "the computation did not begin"
+        yield
+    finally:
+        release.set()
+        owner.join(10)
+    assert not owner.is_alive()
+
+
 def test_patience_leaves_a_stuck_computation_behind() -> None:
     clock = Clock()
     cache: Cache[object] = Cache(60, clock=clock)
-    entered, release = threading.Event(), threading.Event()
-
-    def stuck() -> tuple[object, bool, float]:
-        entered.set()
-        release.wait(10)
-        return "late", True, 0.0
-
-    owner = threading.Thread(target=cache.get_or_compute, args=((5, 1), "s", stuck))
-    owner.start()
-    try:
-        assert entered.wait(10)
+    with computing(cache, (5, 1), "s", "late"):
         clock.now += 1.0
         with pytest.raises(Busy):  # under way for the whole patience: not waited for
             cache.get_or_compute((5, 1), "s", counting()[0], patience=1.0)
         with pytest.raises(Busy):  # whatever the signature: a new read would block the same way
             cache.get_or_compute((5, 1), "new", counting()[0], patience=1.0)
-    finally:
-        release.set()
-        owner.join(10)
     assert cache.get_or_compute((5, 1), "s", counting()[0]) == "late"
 
 
@@ -157,22 +167,9 @@ def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> No
     first, _ = walking(clock, 0.002)
     cache.get_or_compute((1, 1), "a", first)
     clock.now += 1  # due again
-    entered, release = threading.Event(), threading.Event()
-
-    def slow() -> tuple[object, bool, float]:
-        entered.set()
-        release.wait(10)
-        return "new", True, 0.0
-
-    owner = threading.Thread(target=cache.get_or_compute, args=((1, 1), "b", slow))
-    owner.start()
-    try:
-        assert entered.wait(10)
+    with computing(cache, (1, 1), "b", "new"):
         assert cache.get_or_compute((1, 1), "c", counting()[0]) == "answer1"  # at once, the last answer
         assert cache.counters.held_walk_in_flight == 1 and cache.counters.joined == 0
-    finally:
-        release.set()
-        owner.join(10)
 
 
 class Bucket:
