@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from support.kernel import fields
+from support.kernel import fields, parked_thread
 from support.namespaces import Agent, Verdicts, answer
 
 MIB = 1024  # kB
@@ -66,31 +65,20 @@ def test_a_containers_first_request_drops_the_hosts_names_even_when_it_fails(mou
     """The container's first request is an ENOENT; the host's cached names of a host pid and a tid go with it."""
     m, expect = mount_factory().path, Verdicts()
     host = workloads()
-    stop, started, tids = threading.Event(), threading.Event(), []
-
-    def sleeper() -> None:  # a thread of ours: its id resolves in MOUNT as in /proc, unlisted
-        tids.append(threading.get_native_id())
-        started.set()
-        stop.wait(30)
-
-    thread = threading.Thread(target=sleeper)
-    thread.start()
-    agent = late_container()
-    try:
-        assert started.wait(10), "set-up: the thread did not start"
-        names = {"a host pid": host.pid, "a thread id of the test": tids[0]}
-        for number in names.values():
-            os.stat(m / str(number))  # the host's lookups: the kernel holds the names for a second
-        first = agent.one("stat", str(m / "0"))  # no process is 0 anywhere: the daemon answers ENOENT
-        assert answer(first) == "ENOENT", f"set-up: MOUNT/0 from the container: {first}"
-        time.sleep(0.05)  # the kernel drops entries asynchronously; well within the second
-        for what, number in names.items():
-            got = agent.one("stat", str(m / str(number)))
-            expect.same(answer(got), "ENOENT", f"the container's stat of MOUNT/{number}, {what} it cannot see")
-    finally:
-        agent.close()
-        stop.set()
-        thread.join()
+    with parked_thread() as tid:  # a thread of ours: its id resolves in MOUNT as in /proc, unlisted
+        agent = late_container()
+        try:
+            names = {"a host pid": host.pid, "a thread id of the test": tid}
+            for number in names.values():
+                os.stat(m / str(number))  # the host's lookups: the kernel holds the names for a second
+            first = agent.one("stat", str(m / "0"))  # no process is 0 anywhere: the daemon answers ENOENT
+            assert answer(first) == "ENOENT", f"set-up: MOUNT/0 from the container: {first}"
+            time.sleep(0.05)  # the kernel drops entries asynchronously; well within the second
+            for what, number in names.items():
+                got = agent.one("stat", str(m / str(number)))
+                expect.same(answer(got), "ENOENT", f"the container's stat of MOUNT/{number}, {what} it cannot see")
+        finally:
+            agent.close()
     expect.done()
 
 
