@@ -12,6 +12,7 @@ import trio
 
 from support.fakeproc import FakeProc
 from support.kernel import read_rollup, settled
+from support.passes import snapshot
 from totmapsfs.engine import Engine
 from totmapsfs.errors import SourceError
 from totmapsfs.fuse import Pool
@@ -54,7 +55,7 @@ def test_a_pass_split_among_threads(monkeypatch: pytest.MonkeyPatch, workloads) 
 
     def one_thread() -> dict:
         monkeypatch.setattr(_views, "PASS_THREADS", 1)
-        return {r.pid: r.fields for r in views.snapshot(None)}
+        return {r.pid: r.fields for r in snapshot(views, None)}
 
     def three_threads() -> dict:
         monkeypatch.setattr(_views, "PASS_THREADS", 3)
@@ -108,5 +109,5 @@ def test_an_unparseable_status_leaves_out_its_process_only(tmp_path, workloads) 
     planted = 999_999
     fake.plant(planted, like.pid, status=str(garbage))
     engine = Engine(ProcReader(str(fake.root)), max_age=0)
-    snap = Views(engine, Cgroup2(engine.reader)).snapshot(None)
+    snap = snapshot(Views(engine, Cgroup2(engine.reader)), None)
     assert {r.pid for r in snap} == {like.pid} and snap.left_out == 1

@@ -304,11 +304,6 @@ class Tree:
         top = self.cgroup_top(request)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
 
-    def read_file(self, ino: int, request: Request) -> bytes:
-        """``open_file`` carried to its end in the calling thread (for the tests and the Python API)."""
-        answer = self.open_file(ino, request)
-        return answer if isinstance(answer, bytes) else answer.run()
-
     def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
         proc = self.reader.open(pid)
         try:

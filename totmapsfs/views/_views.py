@@ -192,17 +192,6 @@ class Views:
             counters.held_budget,
         )
 
-    def snapshot(
-        self,
-        caller: Caller | None,
-        *,
-        cgroups: bool = False,
-        keep: Callable[[str | None], bool] | None = None,
-        top: str | None = ROOT,
-    ) -> Snapshot:
-        """``plan``'s rows, its slices run one after the other here (for the Python API and the tests)."""
-        return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep, top=top).run()
-
     def _rows(
         self,
         pids: Sequence[tuple[int, int, int]],
@@ -283,7 +272,3 @@ class Views:
         return self.plan(
             caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
         )
-
-    def cgroup_members(self, caller: Caller | None, path: str) -> Snapshot:
-        """The readable processes in cgroup ``path`` and below it (for the Python API and the tests)."""
-        return self.snapshot(caller, keep=lambda member: member is not None and within(member, path))
