@@ -21,15 +21,14 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from ..errors import AccessDenied, NoSuchEntry
-from ._cgroupns import CgroupRoots
+from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots
 from ._nsfs import KEEP
 from ._pidns import PidNamespaces, PidView
 from ._reader import ProcReader, ns_inode, read_at, unless_gone
 from ._text import CAP_SYS_PTRACE, Status
 from ._userns import UserNamespaces, capable
 
-CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
-CAP_PERFMON = 38
+CAP_PERFMON = 38  # include/uapi/linux/capability.h
 # may_access_mm's perfmon_capable() bypass (kernel/fork.c) came with Linux 6.15.
 PERFMON_SINCE = (6, 15)
 _PERFMON_CAPS = 1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN
@@ -81,8 +80,7 @@ class Target(Protocol):
 class Access:
     """The namespaces of this procfs, and the rule judged over them; one per ProcReader."""
 
-    def __init__(self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] | None = None) -> None:
-        """``privileged`` runs a function with CAP_SYS_ADMIN in effect (see CgroupRoots)."""
+    def __init__(self, reader: ProcReader) -> None:
         self.reader = reader
         rootfd = reader.root_fd()
         self.pids = PidNamespaces(rootfd, ns_inode(rootfd, "self/ns/pid"))
@@ -91,7 +89,7 @@ class Access:
         self.users.pin(lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         self.initial = _is_initial(rootfd)  # our user namespace is the initial one
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
-        self.cgroups = CgroupRoots(reader, privileged or (lambda fn: fn()), held_limit())
+        self.cgroups = CgroupRoots(reader, held_limit())
 
     def identify(self, tid: int, fsuid: int, fsgid: int) -> Caller:
         """The Caller of a request from thread ``tid`` with fsuid ``fsuid`` and fsgid ``fsgid``.

@@ -219,7 +219,6 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     from ..tree import Tree
     from ..views import MetricsOptions, Views
     from ._mountpoint import check_host, prepare
-    from ._privileges import with_admin
 
     check_host()
     _raise_fd_limit()
@@ -228,7 +227,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
         source = choose_source(args.source, reader)
     except SourceUnavailable as exc:
         raise UserError(f"--source {args.source}: {exc}; use --source smaps or auto") from None
-    access = Access(reader, privileged=with_admin)
+    access = Access(reader)
     engine = Engine(reader, source, args.max_age, duty=args.duty, access=access)
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
