@@ -16,8 +16,10 @@ run: venv
 
 # TOTMAPSFS_REQUIRE_C: the suite fails, not falls back, if the C parser did not build.
 # Every tier (tests/conftest.py); one tier: make test PYTEST_ARGS="-m unit".
+# Not the walk duty's figures (tests/stress/test_duty.py): shares of time
+# measured on a real machine, statistical, so in `make stress` only.
 test: venv
-	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest $(PYTEST_ARGS)
+	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest --ignore=tests/stress/test_duty.py $(PYTEST_ARGS)
 
 # The unit tier alone: no root, no mount, under a minute.
 unit: venv
@@ -149,24 +151,26 @@ uninstall:
 boot-test: venv
 	$(PY) -m pytest -v tests/systemd $(PYTEST_ARGS)
 
-# Performance (issue 4): mounts totmapsfs in a temporary directory, makes its
+# Performance: mounts totmapsfs in a temporary directory, makes its
 # own workloads and prints medians [min-max] with the targets; root, a few
 # minutes. BENCH_ARGS=--quick for ~30 s; pip install '.[plot]' for the PNG.
 .PHONY: bench
 bench: venv
 	$(PY) -m totmapsfs.bench $(BENCH_ARGS)
 
-# Reliability (issue 5): the churn/pid-reuse, load and fault tests for
-# STRESS_SECONDS each instead of their few seconds in `make test`; figures
+# Reliability: the churn/pid-reuse, load and fault tests for
+# STRESS_SECONDS each instead of their few seconds in `make test`, and the
+# walk duty's and budget's measured shares (test_duty.py, only here); figures
 # are printed as they come.
 STRESS_SECONDS ?= 120
 .PHONY: stress
 stress: venv
 	TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -s \
-		tests/stress/test_churn.py tests/stress/test_load.py tests/stress/test_faults.py $(PYTEST_ARGS)
+		tests/stress/test_churn.py tests/stress/test_load.py tests/stress/test_faults.py tests/stress/test_duty.py \
+		$(PYTEST_ARGS)
 
 # ---------------------------------------------------------------------------
-# Parser hardening (issue 5): fuzzing, sanitizers, valgrind. Each target builds
+# Parser hardening: fuzzing, sanitizers, valgrind. Each target builds
 # its own copy of the package with the C extensions compiled from SPEEDUPS_SRC
 # (the parser's files) and PROC_SPEEDUPS_SRC (the proc reader's)
 # (point it at a copy with a planted bug to see a target fail) and puts it first

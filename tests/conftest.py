@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from support.cgroups import Cgroup, cgroup2_mount
+from support.mounts import daemon_problems, module_mount
 from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
 from totmapsfs.harness import Mount, Workload
 from totmapsfs.service import lazy_unmount, mount_at
@@ -62,15 +63,6 @@ def no_unexpected_warnings(request: pytest.FixtureRequest, caplog: pytest.LogCap
         bad = [r for r in caplog.get_records("call") if r.levelno >= logging.WARNING and r.name.startswith("totmapsfs")]
         if bad:
             pytest.fail("unexpected warning: " + "; ".join(r.getMessage() for r in bad), pytrace=False)
-
-
-def daemon_problems(mount: Mount) -> list[str]:
-    """Lines of a daemon's log that say something went wrong."""
-    return [
-        line
-        for line in mount.log_text().splitlines()
-        if any(k in line for k in (": WARNING: ", ": ERROR: ", "Traceback"))
-    ]
 
 
 @pytest.fixture
@@ -120,14 +112,8 @@ def workloads() -> Iterator[Callable[..., Workload]]:
 
 @pytest.fixture(scope="module")
 def exact_mount() -> Iterator[Mount]:
-    """One rollup mount with the cache off, shared by a module's exactness tests."""
-    d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
-    d.chmod(0o755)
-    m = Mount(d / "mnt", "--max-age", "0")
-    yield m
-    assert m.stop() == 0
-    assert daemon_problems(m) == []
-    shutil.rmtree(d, ignore_errors=True)
+    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests."""
+    yield from module_mount("--max-age", "0", "--duty", "1")
 
 
 _cgroup_names = iter(range(1 << 30))

@@ -1,4 +1,4 @@
-"""Cgroup namespaces (issue 12): MOUNT/cgroup/ is rooted at the caller's namespace root, metrics' labels are its paths.
+"""Cgroup namespaces: MOUNT/cgroup/ is rooted at the caller's namespace root, metrics' labels are its paths.
 
 The test makes a cgroup tree (the ``cgroup`` fixture), starts an agent that
 moves itself into ``<cgroup>/ns`` and then unshares its cgroup namespace (as
@@ -12,17 +12,15 @@ totmaps read by the test, itself checked against the members' smaps_rollup
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from support.cgroups import Cgroup
 from support.kernel import fields, read_rollup, settled
+from support.mounts import module_mount
 from support.namespaces import Agent, AgentError, Verdicts, answer, value
 from support.views import metrics
 from totmapsfs.harness import Mount, state, wait_for
@@ -30,13 +28,8 @@ from totmapsfs.harness import Mount, state, wait_for
 
 @pytest.fixture(scope="module")
 def mount() -> Iterator[Mount]:
-    """The cache off, every process exported in metrics (the workloads are small among the host's)."""
-    d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
-    d.chmod(0o755)
-    m = Mount(d / "mnt", "--max-age", "0", "--metrics-top", "100000")
-    yield m
-    assert m.stop() == 0
-    shutil.rmtree(d, ignore_errors=True)
+    """The cache off (no max-age, no duty), every process in metrics (the workloads are small among the host's)."""
+    yield from module_mount("--max-age", "0", "--duty", "1", "--metrics-top", "100000")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""A container (issue 12): new user, mount and pid namespaces, given the mount's parent directory, slave propagation.
+"""A container: new user, mount and pid namespaces, given the mount's parent directory, slave propagation.
 
 As a runtime does it (runc: the new root made rslave, then ``docker -v
 HOST:CTR:rslave``, a Kubernetes hostPath with ``mountPropagation:

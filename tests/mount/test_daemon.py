@@ -72,31 +72,46 @@ def test_creates_a_missing_mountpoint_with_parents(mount_factory, workdir: Path)
 
 
 def test_sigterm_unmounts_and_exits_zero_with_reads_in_flight(mount_factory, workloads) -> None:
-    m = mount_factory("--max-age", "0")
+    # --max-age 0 and --duty 1: no answer comes from the cache, every read walks smaps.
+    m = mount_factory("--max-age", "0", "--duty", "1")
     w = workloads("--mappings", "4000")
     stop = threading.Event()
+    lock = threading.Lock()
+    inside = [0]  # readers inside a read of the mount right now
     outcomes: list[str] = []
 
     def reader() -> None:
         while not stop.is_set():
+            with lock:
+                inside[0] += 1
             try:
                 outcomes.append("ok" if m.read(w.pid) else "empty")
             except OSError as exc:
                 outcomes.append(errno.errorcode.get(exc.errno, str(exc.errno)))
                 return
+            finally:
+                with lock:
+                    inside[0] -= 1
 
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while outcomes.count("ok") < 8:  # every reader under way: walks done, more going
+        assert time.monotonic() < deadline, f"set-up: reads did not get going: {outcomes}"
+        time.sleep(0.01)
+    with lock:
+        in_flight = inside[0]
     t0 = time.monotonic()
     assert m.stop(signal.SIGTERM) == 0
     took = time.monotonic() - t0
     stop.set()
     for t in threads:
         t.join(10)
+        assert not t.is_alive(), "a read hung past the daemon's stop"
+    assert in_flight >= 1, "set-up: no read was in flight at SIGTERM"
     assert took < 10 and not is_mounted(m.path)
-    assert "ok" in outcomes and "empty" not in outcomes
+    assert "empty" not in outcomes  # a read answers whole, or fails: never an empty file
     assert "Traceback" not in m.log_text()
 
 

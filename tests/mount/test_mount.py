@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.kernel import NOBODY, OTHER_USER, PSS_FAMILY, fields, read_rollup, settled, vma_count
+from support.kernel import NOBODY, OTHER_USER, PSS_FAMILY, fields, parked_thread, read_rollup, settled, vma_count
 from totmapsfs.harness import Mount, as_user
 
 LINE = re.compile(rb"^[A-Za-z_]+:\s*\d+ kB$")
@@ -124,25 +124,11 @@ def test_self_is_the_callers_process(exact_mount: Mount) -> None:
 
 
 def test_thread_id_resolves_but_is_not_listed(exact_mount: Mount) -> None:
-    ready, done = threading.Event(), threading.Event()
-    tid: list[int] = []
-
-    def run() -> None:
-        tid.append(threading.get_native_id())
-        ready.set()
-        done.wait(10)
-
-    t = threading.Thread(target=run)
-    t.start()
-    try:
-        ready.wait(10)
-        assert tid[0] != os.getpid()
-        assert str(tid[0]) not in os.listdir(exact_mount.path)
-        assert (exact_mount.path / str(tid[0])).is_dir()
-        assert set(fields(exact_mount.read(tid[0]))) == set(read_rollup(os.getpid()))
-    finally:
-        done.set()
-        t.join()
+    with parked_thread() as tid:
+        assert tid != os.getpid()
+        assert str(tid) not in os.listdir(exact_mount.path)
+        assert (exact_mount.path / str(tid)).is_dir()
+        assert set(fields(exact_mount.read(tid))) == set(read_rollup(os.getpid()))
 
 
 def test_dead_pid_is_enoent(exact_mount: Mount) -> None:

@@ -1,4 +1,4 @@
-"""The kernel's dentry cache and pid namespaces (issue 12): a name cached for one caller never answers another wrongly.
+"""The kernel's dentry cache and pid namespaces: a name cached for one caller never answers another wrongly.
 
 The kernel keeps the entries the daemon hands out (ATTR_TIMEOUT, 1 s) for
 every caller of the mount alike. Until the daemon has had a request from a
@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from support.kernel import fields
+from support.kernel import fields, parked_thread
 from support.namespaces import Agent, Verdicts, answer
 
 MIB = 1024  # kB
@@ -66,31 +65,20 @@ def test_a_containers_first_request_drops_the_hosts_names_even_when_it_fails(mou
     """The container's first request is an ENOENT; the host's cached names of a host pid and a tid go with it."""
     m, expect = mount_factory().path, Verdicts()
     host = workloads()
-    stop, started, tids = threading.Event(), threading.Event(), []
-
-    def sleeper() -> None:  # a thread of ours: its id resolves in MOUNT as in /proc, unlisted
-        tids.append(threading.get_native_id())
-        started.set()
-        stop.wait(30)
-
-    thread = threading.Thread(target=sleeper)
-    thread.start()
-    agent = late_container()
-    try:
-        assert started.wait(10), "set-up: the thread did not start"
-        names = {"a host pid": host.pid, "a thread id of the test": tids[0]}
-        for number in names.values():
-            os.stat(m / str(number))  # the host's lookups: the kernel holds the names for a second
-        first = agent.one("stat", str(m / "0"))  # no process is 0 anywhere: the daemon answers ENOENT
-        assert answer(first) == "ENOENT", f"set-up: MOUNT/0 from the container: {first}"
-        time.sleep(0.05)  # the kernel drops entries asynchronously; well within the second
-        for what, number in names.items():
-            got = agent.one("stat", str(m / str(number)))
-            expect.same(answer(got), "ENOENT", f"the container's stat of MOUNT/{number}, {what} it cannot see")
-    finally:
-        agent.close()
-        stop.set()
-        thread.join()
+    with parked_thread() as tid:  # a thread of ours: its id resolves in MOUNT as in /proc, unlisted
+        agent = late_container()
+        try:
+            names = {"a host pid": host.pid, "a thread id of the test": tid}
+            for number in names.values():
+                os.stat(m / str(number))  # the host's lookups: the kernel holds the names for a second
+            first = agent.one("stat", str(m / "0"))  # no process is 0 anywhere: the daemon answers ENOENT
+            assert answer(first) == "ENOENT", f"set-up: MOUNT/0 from the container: {first}"
+            time.sleep(0.05)  # the kernel drops entries asynchronously; well within the second
+            for what, number in names.items():
+                got = agent.one("stat", str(m / str(number)))
+                expect.same(answer(got), "ENOENT", f"the container's stat of MOUNT/{number}, {what} it cannot see")
+        finally:
+            agent.close()
     expect.done()
 
 
@@ -160,3 +148,43 @@ def test_per_caller_names_leave_no_window(mount_factory, workloads) -> None:
             agent.close()
     assert "ok" in outcomes[False], f"set-up: no window to close without the option: {outcomes[False]}"
     assert outcomes[True] == ["ENOENT"] * 5, f"--per-caller-names: a container's stats of a host pid: {outcomes[True]}"
+
+
+BURN = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end: pass\n"
+FIRST_WALKS = 8
+
+
+def test_a_containers_first_walk_keeps_its_working_directory_under_load(mount_factory) -> None:
+    """`cd -P MOUNT/self && pwd -P` as a new pid namespace's first request, with every CPU busy: pwd names it.
+
+    That first request (the readlink of self) switches the daemon to per-caller
+    names, which drops the entries it handed out before; were they dropped
+    after the reply, the walk's next lookup (its own pid's directory) could be
+    created first and dropped after, leaving the shell in a deleted directory
+    (getcwd: ENOENT). Each round is a fresh daemon, so each is a first walk;
+    the host looks the names up first, so that there is something to drop.
+    """
+    burners = [
+        subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(2 * (os.cpu_count() or 1))
+    ]  # the load under which the race was seen; ended below, bounded to 60 s anyway
+    failures: list[str] = []
+    try:
+        for round_ in range(FIRST_WALKS):
+            m = mount_factory(name=f"first-walk-{round_}").path
+            os.listdir(m)  # the host: every name cached, for a second
+            os.stat(m / "1")
+            walk = subprocess.run(
+                ["unshare", "--pid", "--fork", "sh", "-c", 'cd -P "$0/self" && pwd -P', str(m)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if walk.returncode != 0 or walk.stdout.strip() != f"{m}/1":
+                failures.append(
+                    f"round {round_}: exit {walk.returncode}, {walk.stdout.strip()!r} {walk.stderr.strip()!r}"
+                )
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert not failures, f"{len(failures)} of {FIRST_WALKS} first walks lost their directory: {failures}"

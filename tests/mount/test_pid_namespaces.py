@@ -1,4 +1,4 @@
-"""Pid namespaces (issue 12): every name the mount answers is in the caller's pid namespace, as its own /proc's are.
+"""Pid namespaces: every name the mount answers is in the caller's pid namespace, as its own /proc's are.
 
 Each namespace is made by the test (tests/programs/nsagent.py: unshare of a
 pid and a mount namespace, a fork, a procfs of its own on /proc, as
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support.kernel import fields, read_rollup, settled
+from support.kernel import fields, parked_thread, read_rollup, settled
 from support.namespaces import Agent, AgentError, Verdicts, answer, host_pid, pid_names, value
 from support.views import metrics
 from totmapsfs.harness import Mount, state, wait_for
@@ -140,22 +140,11 @@ def test_listing_is_the_namespaces_own_proc(exact_mount: Mount, pidns: Agent) ->
 def test_a_pid_outside_the_namespace_is_enoent(exact_mount: Mount, pidns: Agent, workloads) -> None:
     m, expect = exact_mount.path, Verdicts()
     host_process = workloads()
-    stop, started = threading.Event(), threading.Event()
-    tids: list[int] = []
-
-    def sleeper() -> None:
-        tids.append(threading.get_native_id())
-        started.set()
-        stop.wait(60)
-
-    t = threading.Thread(target=sleeper)
-    t.start()
-    try:
-        started.wait(10)
+    with parked_thread() as tid:
         outside = {
             "a host process": host_process.pid,
             "the test's own process": os.getpid(),
-            "a thread of the test's process": tids[0],
+            "a thread of the test's process": tid,
             "the namespace init's own host pid": pidns.host_pid,
         }
         for what, number in outside.items():
@@ -169,9 +158,6 @@ def test_a_pid_outside_the_namespace_is_enoent(exact_mount: Mount, pidns: Agent,
             kernel_says(got[1], "ENOENT", f"/proc/{number}/smaps_rollup ({what}) in the namespace")
             expect.same(answer(got[2]), "ENOENT", f"stat MOUNT/{number} ({what}) from the namespace")
             expect.same(answer(got[3]), "ENOENT", f"MOUNT/{number}/totmaps ({what}) from the namespace")
-    finally:
-        stop.set()
-        t.join()
     expect.done()
 
 

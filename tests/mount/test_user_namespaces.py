@@ -1,4 +1,4 @@
-"""User namespaces (issue 12): who may read what follows the kernel across user namespaces, no more and no less.
+"""User namespaces: who may read what follows the kernel across user namespaces, no more and no less.
 
 For each caller and target below, the caller reads the target's
 /proc/<pid>/smaps_rollup and MOUNT/<pid>/totmaps one right after the other,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from support.cgroups import Cgroup
 from support.kernel import NOBODY, fields, settled
+from support.mounts import module_mount
 from support.views import metrics
 from totmapsfs.harness import PY, Mount, Workload, as_user
 from totmapsfs.views import snake
@@ -73,13 +72,11 @@ def named(name: bytes, user: int | None = None) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def mount() -> Iterator[Mount]:
-    """A mount with the cache off, so that each view reads the kernel afresh; every series exported."""
-    d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
-    d.chmod(0o755)  # nobody reads through it too
-    m = Mount(d / "mnt", "--max-age", "0", "--metrics-top", "100000")
-    yield m
-    assert m.stop() == 0
-    shutil.rmtree(d, ignore_errors=True)
+    """A mount with the cache off (no max-age, no duty), so that each view reads the kernel afresh; every series.
+
+    In a directory every user can traverse: nobody reads through it too.
+    """
+    yield from module_mount("--max-age", "0", "--duty", "1", "--metrics-top", "100000")
 
 
 SEP = "\n--8<--\n"

@@ -245,7 +245,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, help="but never longer than this (default 4 x seconds + 30)")
     p.add_argument("--max-age", default="3600", help="the daemon's --max-age (default 3600)")
     p.add_argument("--source", default="auto", help="the daemon's --source")
-    # The walk duty (issue 14) serves a process's last answer, however it changed, for
+    # The walk duty (engine._cache) serves a process's last answer, however it changed, for
     # w/D after a walk of w >= 1 ms: a child read before it locked its pages and
     # again right after would read "Locked: 0" by design whenever a loaded box made
     # that first walk cost over 1 ms of CPU (seen in CI). That staleness is the

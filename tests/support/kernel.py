@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,3 +71,24 @@ def outcome(fn: Callable[[], object]) -> tuple[float, object]:
     except OSError as exc:
         result = errno.errorcode.get(exc.errno or 0, str(exc.errno))
     return time.monotonic() - t0, result
+
+
+@contextlib.contextmanager
+def parked_thread() -> Iterator[int]:
+    """A thread of ours, parked for the with-block: its id (which resolves in /proc as a pid does, unlisted)."""
+    started, stop = threading.Event(), threading.Event()
+    tids: list[int] = []
+
+    def park() -> None:
+        tids.append(threading.get_native_id())
+        started.set()
+        stop.wait(60)
+
+    thread = threading.Thread(target=park)
+    thread.start()
+    try:
+        assert started.wait(10), "set-up: the thread did not start"
+        yield tids[0]
+    finally:
+        stop.set()
+        thread.join()

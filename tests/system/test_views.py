@@ -8,6 +8,7 @@ import pytest
 
 from support.cgroups import Cgroup
 from support.kernel import NOBODY
+from support.passes import cgroup_members, read_file, snapshot
 from totmapsfs.engine import Engine
 from totmapsfs.errors import AccessDenied, NameTooLong, NoSuchEntry
 from totmapsfs.proc import Cgroup2
@@ -26,22 +27,22 @@ def test_views_on_the_engine(workloads, cgroup: Cgroup) -> None:
     engine = Engine(max_age=3600)
     views = views_of(engine)
     with w.stopped(), nobody.stopped():
-        rows = {r.pid: r for r in views.snapshot(None, cgroups=True)}
+        rows = {r.pid: r for r in snapshot(views, None, cgroups=True)}
         for pid in (w.pid, *w.children):
             assert rows[pid].fields == engine.totmaps(pid).fields
             assert rows[pid].cgroup == cgroup.rel
-        members = views.cgroup_members(None, cgroup.rel)
+        members = cgroup_members(views, None, cgroup.rel)
         assert sorted(r.pid for r in members) == sorted([w.pid, *w.children, nobody.pid])
         # Warm: a second pass is served from the cache for processes that held still.
         hits = engine.counters.hits
-        views.snapshot(None)
+        snapshot(views, None)
         assert engine.counters.hits - hits >= len(rows) // 2
         assert views.threads_for(len(rows)) == 1  # so the next pass stays in one thread
         # As nobody (its own process is the caller): its own processes only.
         caller = engine.access.identify(nobody.pid, NOBODY, NOBODY)
-        seen = views.snapshot(caller)
+        seen = snapshot(views, caller)
         assert nobody.pid in {r.pid for r in seen} and {r.uid for r in seen} == {NOBODY}
-        assert [r.pid for r in views.cgroup_members(caller, cgroup.rel)] == [nobody.pid]
+        assert [r.pid for r in cgroup_members(views, caller, cgroup.rel)] == [nobody.pid]
     assert views_of(Engine()).field_names()[:2] == ("Rss", "Pss")
 
 
@@ -49,7 +50,7 @@ def test_tree_cgroup_directories(cgroup: Cgroup) -> None:
     engine = Engine(max_age=0)
     tree = Tree(engine, views_of(engine))
     me = Request(tid=os.getpid(), uid=0, gid=0)
-    assert tree.read_file(TOTMAPS_INODE, me).startswith(b"Rss:")
+    assert read_file(tree, TOTMAPS_INODE, me).startswith(b"Rss:")
     top = tree.lookup(ROOT_INODE, b"cgroup", me)
     assert top.ino == CGROUP_INODE and top.is_dir
     node = top
@@ -60,7 +61,7 @@ def test_tree_cgroup_directories(cgroup: Cgroup) -> None:
     assert child.is_dir and tree.getattr(child.ino, me) == child
     names = [n for n, _ in tree.listdir(node.ino, me)]
     assert names == [b".", b"..", b"totmaps", b"inner"]
-    assert tree.read_file(tree.lookup(child.ino, b"totmaps", me).ino, me).startswith(b"Rss:")
+    assert read_file(tree, tree.lookup(child.ino, b"totmaps", me).ino, me).startswith(b"Rss:")
     for bad in (b"..", b".", b"a/b", b"totmaps/x"):
         with pytest.raises(NoSuchEntry):
             tree.lookup(node.ino, bad, me)
@@ -79,7 +80,7 @@ def test_read_file_checks_access(workloads) -> None:
     me = Request(tid=os.getpid(), uid=0, gid=0)
     ino = tree.lookup(tree.lookup(ROOT_INODE, str(target.pid).encode(), me).ino, b"totmaps", me).ino
     with pytest.raises(AccessDenied):
-        tree.read_file(ino, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
+        read_file(tree, ino, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
     own = tree.lookup(tree.lookup(ROOT_INODE, str(caller.pid).encode(), me).ino, b"totmaps", me).ino
-    assert b"Pss:" in tree.read_file(own, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
-    assert b"Pss:" in tree.read_file(ino, Request(tid=os.getpid(), uid=0, gid=0))
+    assert b"Pss:" in read_file(tree, own, Request(tid=caller.pid, uid=NOBODY, gid=NOBODY))
+    assert b"Pss:" in read_file(tree, ino, Request(tid=os.getpid(), uid=0, gid=0))

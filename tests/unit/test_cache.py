@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,9 +26,9 @@ class Clock:
 def counting(value: object = "answer", keep: bool = True):
     calls: list[int] = []
 
-    def compute() -> tuple[object, bool]:
+    def compute() -> tuple[object, bool, float]:
         calls.append(1)
-        return value, keep
+        return value, keep, 0.0
 
     return compute, calls
 
@@ -75,35 +77,43 @@ def test_bounded_and_expired_first() -> None:
     assert cache.keys() == [(9, 1)]  # the expired entry went when a new one came
 
 
+@contextlib.contextmanager
+def computing(cache: Cache[object], key: tuple[int, int], signature: str, answer: str) -> Iterator[None]:
+    """Another reader's computation of ``key`` under way (in its own thread) for the with-block; ``answer`` after."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held() -> tuple[object, bool, float]:
+        entered.set()
+        release.wait(10)
+        return answer, True, 0.0
+
+    owner = threading.Thread(target=cache.get_or_compute, args=(key, signature, held))
+    owner.start()
+    try:
+        assert entered.wait(10), "the computation did not begin"
+        yield
+    finally:
+        release.set()
+        owner.join(10)
+    assert not owner.is_alive()
+
+
 def test_patience_leaves_a_stuck_computation_behind() -> None:
     clock = Clock()
     cache: Cache[object] = Cache(60, clock=clock)
-    entered, release = threading.Event(), threading.Event()
-
-    def stuck() -> tuple[object, bool]:
-        entered.set()
-        release.wait(10)
-        return "late", True
-
-    owner = threading.Thread(target=cache.get_or_compute, args=((5, 1), "s", stuck))
-    owner.start()
-    try:
-        assert entered.wait(10)
+    with computing(cache, (5, 1), "s", "late"):
         clock.now += 1.0
         with pytest.raises(Busy):  # under way for the whole patience: not waited for
             cache.get_or_compute((5, 1), "s", counting()[0], patience=1.0)
         with pytest.raises(Busy):  # whatever the signature: a new read would block the same way
             cache.get_or_compute((5, 1), "new", counting()[0], patience=1.0)
-    finally:
-        release.set()
-        owner.join(10)
     assert cache.get_or_compute((5, 1), "s", counting()[0]) == "late"
 
 
 def test_a_failed_computation_is_not_shared() -> None:
     cache: Cache[object] = Cache(60, clock=Clock())
 
-    def broken() -> tuple[object, bool]:
+    def broken() -> tuple[object, bool, float]:
         raise OSError("planted")
 
     with pytest.raises(OSError):
@@ -112,17 +122,17 @@ def test_a_failed_computation_is_not_shared() -> None:
     assert cache.get_or_compute((1, 1), "s", compute) == "answer" and len(calls) == 1
 
 
-# -- the walk duty and the budget (issue 14) --------------------------------------------
+# -- the walk duty and the budget ------------------------------------------------------
 
 
 def walking(clock: Clock, seconds: float, value: object = "answer"):
-    """A computation that takes ``seconds`` on the cache's clock."""
+    """A computation that takes ``seconds`` on the cache's clock, and says it walked that long."""
     calls: list[int] = []
 
-    def compute() -> tuple[object, bool]:
+    def compute() -> tuple[object, bool, float]:
         calls.append(1)
         clock.now += seconds
-        return f"{value}{len(calls)}", True
+        return f"{value}{len(calls)}", True, seconds
 
     return compute, calls
 
@@ -133,7 +143,7 @@ def test_a_process_walked_recently_is_held_until_its_duty_allows() -> None:
     compute, calls = walking(clock, 0.010)  # 10 ms: not due again for 200 ms after it began
     assert cache.get_or_compute((1, 1), "s1", compute) == "answer1"
     clock.now += 0.150  # 160 ms after the walk began; the process changed
-    assert cache.get_or_compute((1, 1), "s2", compute) == "answer1" and cache.counters.held == 1
+    assert cache.get_or_compute((1, 1), "s2", compute) == "answer1" and cache.counters.held_not_due == 1
     assert cache.lookup((1, 1), "s3") == "answer1"  # the event loop's look gets it too
     clock.now += 0.045  # 205 ms: due
     assert cache.get_or_compute((1, 1), "s2", compute) == "answer2"
@@ -148,7 +158,7 @@ def test_short_walks_and_duty_one_are_never_held() -> None:
         compute, calls = walking(clock, seconds)
         for sig in ("a", "b", "c"):
             cache.get_or_compute((1, 1), sig, compute)
-        assert (len(calls), cache.counters.held, len(cache)) == (3, 0, 0), (duty, seconds)
+        assert (len(calls), cache.counters.held_not_due, len(cache)) == (3, 0, 0), (duty, seconds)
 
 
 def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> None:
@@ -157,22 +167,9 @@ def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> No
     first, _ = walking(clock, 0.002)
     cache.get_or_compute((1, 1), "a", first)
     clock.now += 1  # due again
-    entered, release = threading.Event(), threading.Event()
-
-    def slow() -> tuple[object, bool]:
-        entered.set()
-        release.wait(10)
-        return "new", True
-
-    owner = threading.Thread(target=cache.get_or_compute, args=((1, 1), "b", slow))
-    owner.start()
-    try:
-        assert entered.wait(10)
+    with computing(cache, (1, 1), "b", "new"):
         assert cache.get_or_compute((1, 1), "c", counting()[0]) == "answer1"  # at once, the last answer
-        assert cache.counters.held_in_flight == 1 and cache.counters.joined == 0
-    finally:
-        release.set()
-        owner.join(10)
+        assert cache.counters.held_walk_in_flight == 1 and cache.counters.joined == 0
 
 
 class Bucket:
@@ -193,7 +190,7 @@ def test_a_spent_budget_gives_the_last_answer_but_never_none() -> None:
     empty = Bucket(False)
     assert cache.get_or_compute((1, 1), "a", compute, budget=empty) == "answer1"  # no answer yet: walked anyway
     assert empty.spent == 0.25
-    assert cache.get_or_compute((1, 1), "b", compute, budget=empty) == "answer1" and cache.counters.deferred == 1
+    assert cache.get_or_compute((1, 1), "b", compute, budget=empty) == "answer1" and cache.counters.held_budget == 1
     assert cache.get_or_compute((1, 1), "b", compute, budget=Bucket(True)) == "answer2" and len(calls) == 2
 
 
@@ -224,4 +221,4 @@ def test_the_budget_defers_to_answers_older_than_max_age() -> None:
     clock.now += 15
     for pid, (compute, _) in computes.items():
         assert cache.get_or_compute((pid, 1), "b", compute, budget=spent) == f"p{pid}-1"
-    assert cache.counters.deferred == 10 and all(len(calls) == 1 for _, calls in computes.values())
+    assert cache.counters.held_budget == 10 and all(len(calls) == 1 for _, calls in computes.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -107,19 +106,6 @@ def test_concurrent_readers_share_one_computation(workloads) -> None:
             assert not t.is_alive()
     assert engine.counters.misses == 1 and engine.counters.joined == 3
     assert len(results) == 4 and all(r is results[0] for r in results)
-
-
-def test_cache_is_bounded_and_drops_the_dead(workloads, clock: Clock) -> None:
-    ws = [workloads() for _ in range(4)]
-    engine = Engine(max_age=60, clock=clock, capacity=3)
-    for w in ws:
-        engine.totmaps(w.pid)
-    assert len(engine) == 3
-    engine.forget_dead([ws[-1].pid])
-    assert len(engine) == 1
-    clock.now += 61
-    engine.totmaps(os.getpid())
-    assert len(engine) == 1  # the expired entry went when a new one came
 
 
 def test_keyed_by_pid_and_start_time(workloads, clock: Clock) -> None:

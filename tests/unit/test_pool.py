@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import time
 
 import pytest
 import trio
@@ -11,8 +13,15 @@ import trio
 from totmapsfs.fuse import Pool
 
 
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def eventfds() -> int:
+    """Our open eventfds (each pool holds one)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]"
+        except OSError:
+            pass  # the listing's own fd, closed by now
+    return count
 
 
 def test_answers_and_errors_come_back() -> None:
@@ -33,11 +42,16 @@ def test_answers_and_errors_come_back() -> None:
         pool.close()
 
 
+def workers(name: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(f"{name}-"))
+
+
 def test_threads_are_bounded_and_reused() -> None:
-    pool = Pool(2, "test")
+    gc.collect()  # an earlier test's pool, dropped unclosed, must not close its eventfd during this one
+    before = eventfds()  # before the pool: its eventfd is counted, and must be gone after close
+    pool = Pool(2, "bounded")
     lock, release = threading.Lock(), threading.Event()
-    running, most = [0], [0]
-    before = fds()
+    running, most, submitted = [0], [0], [0]
 
     def held() -> int:
         with lock:
@@ -52,16 +66,18 @@ def test_threads_are_bounded_and_reused() -> None:
         results: list[int] = []
 
         async def one() -> None:
+            submitted[0] += 1  # pool.run submits before its first checkpoint
             results.append(await pool.run(held))
 
         async with trio.open_nursery() as nursery:
             for _ in range(3):  # the third waits for a free thread: there are two
                 nursery.start_soon(one)
             with trio.fail_after(10):
-                while most[0] < 2:
+                while most[0] < 2 or submitted[0] < 3:
                     await trio.sleep(0.01)
-            await trio.sleep(0.2)  # time for a third thread to start, if the bound did not hold
-            assert running[0] == 2
+            # All three submitted, two running: a pool that broke its bound
+            # would have started a third thread in the third submit, already.
+            assert workers("bounded") == 2 and running[0] == 2
             release.set()
         return results
 
@@ -69,9 +85,14 @@ def test_threads_are_bounded_and_reused() -> None:
         assert trio.run(main) == [1, 1, 1]
         assert pool.threads == 2 and most[0] == 2
         trio.run(lambda: pool.run_all([lambda: None] * 50))
-        assert pool.threads == 2 and fds() == before  # no descriptor per job: one eventfd for the pool
+        assert pool.threads == 2 and eventfds() == before + 1  # no descriptor per job: one eventfd for the pool
     finally:
         pool.close()
+    deadline = time.monotonic() + 10
+    while (workers("bounded") or eventfds() != before) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the workers end (and the last closes the eventfd) in their own threads
+    assert workers("bounded") == 0
+    assert eventfds() == before  # the eventfd closed with the pool
 
 
 def test_a_waiter_that_gives_up_leaves_the_pool_working() -> None:

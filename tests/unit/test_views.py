@@ -88,7 +88,7 @@ def test_metrics_show_ages_and_walking() -> None:
         Row(7, 0, "big", "/", {"Rss": 9, "Pss": 9}, age=31.5, walk=1.5),
         Row(8, 0, "small", "/", {"Rss": 1, "Pss": 1}, age=0.25, walk=0.0001),
     ]
-    stats = WalkStats("rollup", walks=12, walk_seconds=3.25, held=5, held_in_flight=2, deferred=1)
+    stats = WalkStats("rollup", walks=12, walk_seconds=3.25, held_not_due=5, held_walk_in_flight=2, held_budget=1)
     fams = metrics(render(snapshot(rows, stats=stats), MetricsOptions()).decode())
     assert {s.labels["pid"]: s.value for s in fams["totmapsfs_process_age_seconds"]} == {"7": 31.5, "8": 0.25}
     assert {s.labels["pid"]: s.value for s in fams["totmapsfs_process_walk_seconds"]} == {"7": 1.5, "8": 0.0001}

@@ -85,30 +85,13 @@ class Config:
     target_seconds: float  # per variant per run (section T)
 
 
-FULL = Config(
-    5,
-    3000,
-    {"200": 60, "2000": 40, "8000": 12, "2000x64": 20},
-    {"200": 300, "2000": 150, "8000": 40, "2000x64": 60},
-    0.25,
-    0.5,
-    5_000,
-    100_000,
-    9,
-    4.0,
-)
-QUICK = Config(
-    3,
-    600,
-    {"200": 12, "2000": 10, "8000": 3, "2000x64": 5},
-    {"200": 60, "2000": 40, "8000": 10, "2000x64": 15},
-    0.05,
-    0.15,
-    1_000,
-    10_000,
-    5,
-    2.0,
-)
+def _rounds(small: int, medium: int, big: int, wide: int) -> dict[str, int]:
+    """Rounds per target: the 200-, 2000- and 8000-mapping processes, and the 2000-mapping one of 64 threads."""
+    return {"200": small, "2000": medium, "8000": big, "2000x64": wide}
+
+
+FULL = Config(5, 3000, _rounds(60, 40, 12, 20), _rounds(300, 150, 40, 60), 0.25, 0.5, 5_000, 100_000, 9, 4.0)
+QUICK = Config(3, 600, _rounds(12, 10, 3, 5), _rounds(60, 40, 10, 15), 0.05, 0.15, 1_000, 10_000, 5, 2.0)
 
 
 def log(msg: str) -> None:

@@ -78,7 +78,7 @@ def measure(variants: Sequence[Variant], reads: int, chunks: int = 10) -> dict[s
 
 
 def report(per_run: dict[str, list[Figures]]) -> tuple[str, list[Target]]:
-    """The section's table, and issue 11's three per-read targets with their measured bounds."""
+    """The section's table, and the three per-read speed targets with their measured bounds."""
     names = list(per_run)
     cpu = {n: [f.cpu for f in per_run[n]] for n in names}
     floor = cpu["floor"]

@@ -10,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from ..proc import read_fd_into
+
 Samples = dict[str, list[float]]  # variant -> seconds, one per round
 
 _ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
@@ -49,18 +51,11 @@ class Reader:
     def read(self, path: str | os.PathLike[str]) -> int:
         """Bytes read; the whole file is in ``self.buf[:n]``. An empty read is an error."""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.view.release()  # the buffer may grow for a bigger file than any before
         try:
-            total = 0
-            while True:
-                if total == len(self.buf):  # a bigger file than any before: grow, keep what we have
-                    self.view.release()
-                    self.buf.extend(bytes(len(self.buf)))
-                    self.view = memoryview(self.buf)
-                n = os.readv(fd, [self.view[total : total + CHUNK]])
-                if n == 0:
-                    break
-                total += n
+            total = read_fd_into(fd, self.buf, CHUNK)
         finally:
+            self.view = memoryview(self.buf)
             os.close(fd)
         if total == 0:
             raise RuntimeError(f"{path} read empty")

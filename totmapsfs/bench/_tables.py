@@ -124,45 +124,22 @@ def targets(b: Bench) -> list[Target]:
         (w + r) / c
         for w, r, c in zip(cat["mount rollup warm"], inp["direct smaps_rollup"], cat["cat smaps_rollup"], strict=True)
     ]
+    kernel_rollup, kernel_rollup_inp, awk = cat["cat smaps_rollup"], inp["direct smaps_rollup"], cat["awk over smaps"]
+
+    def ratio(name: str, over: list[float], under: list[float], limit: float, at_most: bool, note: str = "") -> Target:
+        return Target(name, ratios(over, under), limit, at_most, note=note)
+
+    rollup_floor = f"floor: (cat warm + direct rollup read) / cat smaps_rollup = {fmt(floor)}x"
+    smaps_bound = f"bound: awk / kernel smaps generation alone = {fmt(bound, digits=2)}x"
     return [
-        Target(
-            "cat mount rollup cold / cat smaps_rollup",
-            ratios(cat["mount rollup cold"], cat["cat smaps_rollup"]),
-            1.3,
-            True,
-            note=f"floor: (cat warm + direct rollup read) / cat smaps_rollup = {fmt(floor)}x",
+        ratio(
+            "cat mount rollup cold / cat smaps_rollup", cat["mount rollup cold"], kernel_rollup, 1.3, True, rollup_floor
         ),
-        Target(
-            "cat mount rollup warm / cat smaps_rollup",
-            ratios(cat["mount rollup warm"], cat["cat smaps_rollup"]),
-            1.1,
-            True,
-        ),
-        Target(
-            "in-process mount cold / direct smaps_rollup",
-            ratios(inp["mount rollup cold"], inp["direct smaps_rollup"]),
-            2.0,
-            True,
-        ),
-        Target(
-            "in-process mount warm / direct smaps_rollup",
-            ratios(inp["mount rollup warm"], inp["direct smaps_rollup"]),
-            1.0,
-            True,
-        ),
-        Target(
-            "awk over smaps / cat mount smaps source, cold",
-            ratios(cat["awk over smaps"], cat["mount smaps cold"]),
-            3.0,
-            False,
-            note=f"bound: awk / kernel smaps generation alone = {fmt(bound, digits=2)}x",
-        ),
-        Target(
-            "awk over smaps / cat mount smaps source, warm",
-            ratios(cat["awk over smaps"], cat["mount smaps warm"]),
-            3.0,
-            False,
-        ),
+        ratio("cat mount rollup warm / cat smaps_rollup", cat["mount rollup warm"], kernel_rollup, 1.1, True),
+        ratio("in-process mount cold / direct smaps_rollup", inp["mount rollup cold"], kernel_rollup_inp, 2.0, True),
+        ratio("in-process mount warm / direct smaps_rollup", inp["mount rollup warm"], kernel_rollup_inp, 1.0, True),
+        ratio("awk over smaps / cat mount smaps source, cold", awk, cat["mount smaps cold"], 3.0, False, smaps_bound),
+        ratio("awk over smaps / cat mount smaps source, warm", awk, cat["mount smaps warm"], 3.0, False),
         Target("C parser / Python reference (MB/s)", ratios(p["python"], p["c"]), 10.0, False),
         Target(
             "C parse time / kernel smaps generation",

@@ -28,7 +28,7 @@ VIEWS = {  # view -> the awk program that sums its Pss, as a user would
     "metrics": "/^totmapsfs_process_pss_bytes/ { s += $2 } END { print s }",
     "cgroup/totmaps": "/^Pss:/ { s += $2 } END { print s }",
 }
-TARGETED = ("totmaps", "summary", "metrics")  # the views issue 11's targets name
+TARGETED = ("totmaps", "summary", "metrics")  # the views the speed targets name
 
 
 def psutil_loop(pids: list[int]) -> None:

@@ -7,7 +7,7 @@ time, so a reused pid never sees its predecessor's numbers), no more than
 readers of one key in one state share one computation: the first computes,
 the others join its *flight* and take its answer.
 
-The walk duty (issue 14) bounds how much of the time any one process is
+The walk duty bounds how much of the time any one process is
 walked: computing an answer reads smaps, which holds the target's mmap lock
 for as long as the walk takes. With a duty D below 1, a key whose last
 computation began at ``t`` and took ``w`` seconds (of the computing thread's
@@ -75,9 +75,10 @@ class Counters:
     hits: int = 0  # fresh answers served
     misses: int = 0  # computations begun
     joined: int = 0  # readers that waited for another's computation
-    held: int = 0  # older answers served: the process was walked too recently (the duty)
-    held_in_flight: int = 0  # ... another reader's walk of it was under way
-    deferred: int = 0  # ... the walk budget was spent
+    # Older answers served ("held"), by reason (the metric's reason label):
+    held_not_due: int = 0  # the process was walked too recently (the duty)
+    held_walk_in_flight: int = 0  # another reader's walk of it was under way
+    held_budget: int = 0  # the walk budget was spent
     walks: int = 0  # computations finished
     walk_seconds: float = 0.0  # their time in all
 
@@ -98,12 +99,8 @@ class Cache(Generic[V]):
         *,
         duty: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        walk_clock: Callable[[], float] | None = None,
         capacity: int = DEFAULT_CAPACITY,
     ) -> None:
-        """``walk_clock`` measures what a computation costs: by default the computing thread's CPU time
-        (time.thread_time, kernel time included), so that a walk preempted on a loaded host is not
-        taken for a big one; the injected ``clock`` when one is given (the tests' clock moves both)."""
         if not 0 < duty <= 1:
             raise ValueError("the walk duty is a share of the time: above 0, at most 1")
         self.max_age = max_age
@@ -111,7 +108,6 @@ class Cache(Generic[V]):
         self.capacity = capacity
         self.counters = Counters()
         self._clock = clock
-        self._walk_clock = walk_clock or (time.thread_time if clock is time.monotonic else clock)
         self._budgeted = False  # a budget has been passed: answers are kept for it past their use (BUDGET_KEEP)
         self._lock = threading.Lock()
         # Readers that joined a flight wait here: one condition for the cache,
@@ -124,14 +120,16 @@ class Cache(Generic[V]):
         self,
         key: Key,
         signature: Hashable,
-        compute: Callable[[], tuple[V, bool]],
+        compute: Callable[[], tuple[V, bool, float]],
         *,
         patience: float | None = None,
         budget: Budget | None = None,
     ) -> V:
         """The answer for ``key`` in state ``signature``: cached, held, joined, or ``compute()``'d.
 
-        ``compute`` returns the answer and whether it may be kept. With
+        ``compute`` returns the answer, whether it may be kept, and what its
+        walk cost in seconds (measured by the one who walks: see
+        Engine._compute), which the duty and the budget count. With
         ``patience``, a key whose computation has been under way that long
         raises Busy instead of being waited for, whatever its signature: a new
         computation would block the same way (see ``_engine``). With
@@ -148,7 +146,7 @@ class Cache(Generic[V]):
             flight = self._flights.get(key)
             entry = self._entries.get(key)
             if entry is not None and budget is not None and flight is None and not budget.allow():
-                self.counters.deferred += 1
+                self.counters.held_budget += 1
                 return entry.value
             if flight is not None and patience is not None and now - flight.started >= patience:
                 raise Busy(key[0])
@@ -179,20 +177,22 @@ class Cache(Generic[V]):
             return entry.value
         if self.duty < 1 and entry.walk >= DUTY_FLOOR:
             if now < entry.at + entry.walk / self.duty:
-                self.counters.held += 1
+                self.counters.held_not_due += 1
                 return entry.value
             if key in self._flights:
-                self.counters.held_in_flight += 1
+                self.counters.held_walk_in_flight += 1
                 return entry.value
         return None
 
-    def _fly(self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], budget: Budget | None) -> V:
-        begun = self._walk_clock()
+    def _fly(
+        self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool, float]], budget: Budget | None
+    ) -> V:
+        walk = 0.0  # a computation that failed counts as no walk (it is not held for the duty either)
         try:
-            value, flight.keep = compute()
+            value, flight.keep, walk = compute()
             flight.value = value
+            walk = max(0.0, walk)
         finally:
-            walk = max(0.0, self._walk_clock() - begun)
             if budget is not None:
                 budget.spend(walk)
             with self._lock:
@@ -214,7 +214,12 @@ class Cache(Generic[V]):
         return value
 
     def _join(
-        self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool]], now: float, patience: float | None
+        self,
+        key: Key,
+        flight: _Flight[V],
+        compute: Callable[[], tuple[V, bool, float]],
+        now: float,
+        patience: float | None,
     ) -> V:
         timeout = None if patience is None else flight.started + patience - now
         with self._lock:
@@ -236,13 +241,6 @@ class Cache(Generic[V]):
             if oldest.until > entry.at and len(self._entries) <= self.capacity:
                 break
             self._entries.popitem(last=False)
-
-    def age(self, key: Key) -> tuple[float, float] | None:
-        """(age, walk seconds) of the answer kept for ``key``, or None."""
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(key)
-            return None if entry is None else (now - entry.at, entry.walk)
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""

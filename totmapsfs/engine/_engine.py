@@ -31,7 +31,7 @@ from ..proc import Access, Caller, Process, ProcReader, Stat, Status
 from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 
 DEFAULT_MAX_AGE = 1.0  # seconds
-# The walk duty (issue 14, _cache): the share of the time any one process may
+# The walk duty (see _cache): the share of the time any one process may
 # be walked. 5%: a process whose smaps take 15 ms to walk is walked at most
 # every 0.3 s, one of 4.5 s (a 200 GB process) every 90 s.
 DEFAULT_DUTY = 0.05
@@ -96,8 +96,12 @@ _EMPTY = Totmaps({}, b"")
 
 
 @dataclass(slots=True)
-class Probe:
-    """A pinned process as stat and status show it: what the cache is asked with (see Engine.probe)."""
+class Checked:
+    """A pinned process as stat and status show it, checked against its reader: what the cache is asked with.
+
+    Made by Engine.check (which reads stat and status: Process.probe) or
+    Engine.checked (for stat and status read already).
+    """
 
     proc: Process
     status: Status
@@ -126,6 +130,10 @@ class Engine:
         self.source = choose_source(source, self.reader)
         self.cache: Cache[Totmaps] = Cache(max_age, duty=duty, clock=clock, capacity=capacity)
         self.clock = clock
+        # What a walk costs: the walking thread's CPU time (kernel time
+        # included), so that a walk preempted on a loaded host is not taken for
+        # a big one; the injected clock when one is given (the tests move it).
+        self._walk_clock = time.thread_time if clock is time.monotonic else clock
         self._tick = tick
         self._parse = parse
 
@@ -165,10 +173,10 @@ class Engine:
         cgroup first) and need its name and uid, which this status already holds.
         With ``patience``, see ``resolve``.
         """
-        probe = self.probe(proc, caller)
-        return probe.status, self.resolve(probe, patience=patience, budget=budget)
+        checked = self.check(proc, caller)
+        return checked.status, self.resolve(checked, patience=patience, budget=budget)
 
-    def probe(self, proc: Process, caller: Caller | None = None) -> Probe:
+    def check(self, proc: Process, caller: Caller | None = None) -> Checked:
         """Who the process is and what state its memory is in, checked against ``caller``.
 
         Reads stat and status only, which never wait on the target (see
@@ -178,29 +186,29 @@ class Engine:
         stat, status = proc.probe()
         return self.checked(proc, stat, status, caller)
 
-    def checked(self, proc: Process, stat: Stat, status: Status, caller: Caller | None = None) -> Probe:
-        """``probe`` for stat and status read already (a view reads them for many processes at once)."""
+    def checked(self, proc: Process, stat: Stat, status: Status, caller: Caller | None = None) -> Checked:
+        """``check`` for stat and status read already (a view reads them for many processes at once)."""
         if not status.mm_counters:
             # No address space (kernel thread, zombie): anyone may read it, as in
             # /proc (may_read), and it is empty. Nothing of its memory is read,
             # so a kernel thread that execs a usermode helper right now
             # (call_usermodehelper) cannot show its new memory to a caller never
             # checked against it.
-            return Probe(proc, status, None, None)
+            return Checked(proc, status, None, None)
         # A caller with CAP_SYS_PTRACE over our user namespace may read
         # anything (Access.may_read): no call at all for it, in the views too.
         if caller is not None and not caller.all_access:
             self.access.check(caller, status, proc)
-        return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
+        return Checked(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
 
-    def cached(self, probe: Probe) -> Totmaps | None:
-        """The answer if the cache has it for the probed state (or there is nothing to read); never waits."""
-        if probe.key is None:
+    def cached(self, checked: Checked) -> Totmaps | None:
+        """The answer if the cache has it for the state checked (or there is nothing to read); never waits."""
+        if checked.key is None:
             return _EMPTY
-        return self.cache.lookup(probe.key, probe.signature)
+        return self.cache.lookup(checked.key, checked.signature)
 
-    def resolve(self, probe: Probe, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
-        """The answer for a probed process: cached, held, shared with a reader computing it, or computed now.
+    def resolve(self, checked: Checked, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
+        """The answer for a checked process: cached, held, shared with a reader computing it, or computed now.
 
         May wait on the target's mmap lock (fs/proc/task_mmu.c takes it for
         every smaps read): worker threads only. With ``patience``, a process
@@ -209,37 +217,39 @@ class Engine:
         whose mmap lock is held, only the reader that met it first does.
         ``budget``: see WalkBudget.
         """
-        key = probe.key
+        key = checked.key
         if key is None:
             return _EMPTY
-        proc = probe.proc
+        proc = checked.proc
         return self.cache.get_or_compute(
-            key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
+            key, checked.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
         )
 
-    def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
-        """The answer, and whether the process was still alive after its start tick ended.
+    def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool, float]:
+        """The answer, whether the process was still alive after its start tick ended, and the walk's cost.
 
-        If so, a process that gets its pid later starts in a later tick and has
-        another key; if not, the answer must not be kept or shared.
+        If alive, a process that gets its pid later starts in a later tick and
+        has another key; if not, the answer must not be kept or shared. The
+        cost is measured here only: the cache's duty and budget count it, the
+        views show it (Totmaps.walk).
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
-        started, cpu = self.clock(), time.thread_time()
+        started, cpu = self.clock(), self._walk_clock()
         if self.source is Source.ROLLUP:
             text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
             fields, empty = self._parse(text), not text
         else:
             # The text is parsed where it was read (a pooled buffer): no copy of it.
-            with proc.memory_view(False) as raw:
+            with proc.memory_view() as raw:
                 fields, empty = self._parse(raw), not raw
         # Text read is the process's own (the dirfd pins the task) and proves it
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
         # through the same dirfd, answers for that one task or fails (ENOENT).
-        walk = time.thread_time() - cpu  # the walk's cost, as the cache counts it
+        walk = self._walk_clock() - cpu
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
-        return Totmaps(fields, at=started, walk=walk), tick > key[1]
+        return Totmaps(fields, at=started, walk=walk), tick > key[1], walk
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""

@@ -41,6 +41,12 @@ ATTR_TIMEOUT = 1.0
 # asks, and a dentry the kernel cached for one caller would answer the next
 # (tree.Mixed). Every walk through such a name then asks us again.
 _SHARED_KINDS = {Kind.ROOT, Kind.SELF, Kind.VIEW}
+# Requests during which the kernel holds no lock that dropping a root or
+# cgroup entry takes (pyfuse3.invalidate_entry: a lookup in the parent, a
+# readdir of the entry's inode are "related" and would deadlock it): when one
+# of these switches to per-caller names, the entries are dropped before it is
+# answered (see Operations._follow_mixed).
+_UNRELATED = frozenset({"getattr", "readlink", "open", "opendir", "access", "statfs", "getxattr", "listxattr"})
 
 
 def fuse_errors(
@@ -64,11 +70,11 @@ def fuse_errors(
             log.exception("internal error in %s%r", fn.__name__, args)
             raise pyfuse3.FUSEError(errno.EIO) from None
         finally:
-            # After every request, failed ones too: the first request of a
-            # caller from another namespace may well be one that fails (a name
-            # that is not its), and the kernel must drop our callers' entries
-            # then, not at the next success.
-            self._follow_mixed()
+            # After every request, failed ones too, and before it is answered:
+            # the first request of a caller from another namespace may well be
+            # one that fails (a name that is not its), and the kernel must drop
+            # our callers' entries then, not at the next success.
+            await self._follow_mixed(fn.__name__, args)
 
     functools.update_wrapper(wrapper, fn)
     return wrapper
@@ -91,6 +97,15 @@ def _entry(attr: Attr, timeout: float = ATTR_TIMEOUT) -> pyfuse3.EntryAttributes
     entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attr.mtime_ns
     entry.entry_timeout = entry.attr_timeout = timeout
     return entry
+
+
+def _drop_now(entries: list[tuple[int, bytes]]) -> None:
+    """Have the kernel forget these entries, each before the next (a worker thread: it blocks)."""
+    for parent, name in entries:
+        try:
+            pyfuse3.invalidate_entry(parent, name)
+        except FileNotFoundError:
+            pass  # not cached: nothing to drop
 
 
 def _request(ctx: pyfuse3.RequestContext) -> Request:
@@ -126,12 +141,20 @@ class Operations(pyfuse3.Operations):
             return _entry(attr)
         return _entry(attr, 0.0)
 
-    def _follow_mixed(self) -> None:
+    async def _follow_mixed(self, request: str, args: tuple[Any, ...]) -> None:
         """Once tree.mixed has changed: have the kernel drop the entries it cached while every caller was ours.
 
-        invalidate_entry_async: from a request handler, the synchronous call
-        could wait on this very request (pyfuse3's documentation). Never
-        raises (it runs in fuse_errors' finally).
+        Run by the request that noticed the change, before it is answered. An
+        entry dropped *after* the answer could be one the caller's walk has
+        made since, with the answer's 0 timeout and right for it: a container
+        whose first act is ``cd -P MOUNT/self`` (the readlink switches, the
+        lookup of its pid's name follows) was left in a deleted directory. So
+        an unrelated request (_UNRELATED) drops them all, in a worker thread
+        (invalidate_entry blocks), and is answered after; a lookup, which the
+        kernel holds its parent's lock for, cannot wait for that
+        (invalidate_entry_async then), but the entry its own answer makes is
+        left out: it is the caller's, timeout 0. Never raises (it runs in
+        fuse_errors' finally).
         """
         if self.tree.mixed.generation == self._mixed_seen:
             return
@@ -142,15 +165,23 @@ class Operations(pyfuse3.Operations):
             log.exception("could not list the entries to drop for callers from other namespaces")
             return
         log.info("callers from other namespaces: names are no longer cached (%d entries dropped)", len(entries))
+        if request in _UNRELATED:
+            try:
+                await self.meta.run(functools.partial(_drop_now, entries))
+                return
+            except Exception:
+                log.exception("could not drop the entries at once; dropping them in the background")
+        answering = (args[0], args[1]) if request == "lookup" else None
         for parent, name in entries:
-            pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
+            if (parent, name) != answering:
+                pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
 
     async def _carry_out(self, plan: Plan[Any, bytes]) -> bytes:
-        """A plan in the reads pool: one job for a single share (finish included), else a job a share, then finish."""
-        if len(plan.shares) == 1:
-            share, finish = plan.shares[0], plan.finish
-            return await self.reads.run(lambda: finish([share()]))
-        parts = await self.reads.run_all(plan.shares)
+        """A plan in the reads pool: one job for a single slice (finish included), else a job a slice, then finish."""
+        if len(plan.slices) == 1:
+            part, finish = plan.slices[0], plan.finish
+            return await self.reads.run(lambda: finish([part()]))
+        parts = await self.reads.run_all(plan.slices)
         return await self.reads.run(functools.partial(plan.finish, parts))
 
     @fuse_errors
@@ -201,7 +232,10 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return self._files[fh][off : off + size]
+        data = self._files.get(fh)
+        if data is None:  # a handle not ours (released): the kernel never sends one, a bug would
+            raise pyfuse3.FUSEError(errno.EBADF)
+        return data[off : off + size]
 
     @fuse_errors
     async def release(self, fh: int) -> None:

@@ -61,6 +61,7 @@ class Pool:
         self._threads = 0
         self._idle = 0
         self._queued = 0
+        self._closed = False
         self._run_token: trio.lowlevel.TrioToken | None = None  # the trio run our hand-back task serves
 
     @property
@@ -130,13 +131,33 @@ class Pool:
                 self._idle -= 1
                 self._queued -= 1
             if job is None:
+                self._retire()
                 return
             job.result = outcome.capture(job.fn)
             self._done.append(job)
             os.eventfd_write(self._efd, 1)
             del job  # nothing of the last job stays alive while we wait for the next
 
+    def _retire(self) -> None:
+        """A worker's end after close: the last one out closes the eventfd, which no worker can write to any more."""
+        with self._lock:
+            self._threads -= 1
+            last = self._threads == 0
+        if last:
+            os.close(self._efd)
+
     def close(self) -> None:
-        """Let idle threads end (busy ones end after their job); for the tests, which make many pools."""
-        for _ in range(self._threads):
+        """Let idle threads end (busy ones end after their job), then the eventfd; for the tests, which make many pools.
+
+        Only once the trio runs the pool served have ended: a run's hand-back
+        task waits on the eventfd. No job may be submitted after.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            threads = self._threads
+        if threads == 0:
+            os.close(self._efd)
+        for _ in range(threads):
             self._queue.put(None)

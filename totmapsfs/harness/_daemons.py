@@ -18,8 +18,27 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..service import stop_daemon
+from ..service import lazy_unmount, mount_at
 from ._workloads import PY, HarnessError
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], path: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    """Stop a daemon started on ``path`` (``sig``, SIGKILL after ``timeout`` s), clear a mount left; its exit status.
+
+    For the benchmark and the tests, which start daemons as users do; SIGKILL
+    leaves a dead mount behind, hence the unmount.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if mount_at(path) is not None:
+        lazy_unmount(path)
+    return proc.returncode
+
 
 PR_SET_PDEATHSIG = 1
 

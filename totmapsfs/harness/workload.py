@@ -14,7 +14,7 @@ or private anonymous memory (--marker: to tell processes apart by size).
 --file maps PATH MAP_PRIVATE and writes its first P pages. --children forks K
 copies that map all of it too (reading every page, as fork leaves shared pages
 to fault in lazily) and sleep. With no option it is a small idle process.
---busy makes it a busy one (issue 14): a thread faults in one new page every
+--busy makes it a busy one (for the walk duty's tests): a thread faults in one new page every
 MS milliseconds, so its memory generation never holds still. --latency adds
 a thread that every MS milliseconds maps 16 pages, faults them in and unmaps
 them, timing each round: munmap needs the mmap lock for writing, so a walk

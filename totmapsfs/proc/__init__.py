@@ -10,7 +10,7 @@ mirrors the cgroup v2 hierarchy.
 Nothing here caches or decides what to serve.
 """
 
-from ._access import CAP_PERFMON, CAP_SYS_ADMIN, Access, Caller, Target
+from ._access import CAP_PERFMON, Access, Caller, Target
 from ._cgroup2 import (
     ROOT,
     Cgroup2,
@@ -23,7 +23,8 @@ from ._cgroup2 import (
     unified_path,
     within,
 )
-from ._cgroupns import CgroupRoots, root_from, setns
+from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots, capget, capset, root_from, setns, with_admin
+from ._io import read_fd_into
 from ._pidns import PidNamespaces, PidView
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
@@ -54,17 +55,21 @@ __all__ = [
     "UserNs",
     "ancestors",
     "capable",
+    "capget",
+    "capset",
     "child_path",
     "find_cgroup2",
     "parent_path",
     "parse_mountinfo",
     "parse_stat",
     "parse_status",
+    "read_fd_into",
     "rebase",
     "root_from",
     "setns",
     "translate",
     "unified_path",
+    "with_admin",
     "within",
     "wrap_exceptions",
 ]

@@ -20,16 +20,15 @@ import resource
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from ..errors import AccessDenied, TotmapsError
-from ._cgroupns import CgroupRoots
+from ..errors import AccessDenied, NoSuchEntry
+from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots
 from ._nsfs import KEEP
 from ._pidns import PidNamespaces, PidView
-from ._reader import ProcReader, read_at
+from ._reader import ProcReader, ns_inode, read_at, unless_gone
 from ._text import CAP_SYS_PTRACE, Status
 from ._userns import UserNamespaces, capable
 
-CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
-CAP_PERFMON = 38
+CAP_PERFMON = 38  # include/uapi/linux/capability.h
 # may_access_mm's perfmon_capable() bypass (kernel/fork.c) came with Linux 6.15.
 PERFMON_SINCE = (6, 15)
 _PERFMON_CAPS = 1 << CAP_PERFMON | 1 << CAP_SYS_ADMIN
@@ -47,8 +46,8 @@ class Caller(NamedTuple):
     """
 
     tgid: int  # its thread group, as our procfs numbers it; -1: not visible to us
-    uid: int  # fsuid
-    gid: int  # fsgid
+    fsuid: int  # what FUSE hands us and FSCREDS compares (fuse_in_header's "uid")
+    fsgid: int
     euid: int = -1  # what cap_capable's owner rule compares
     cap_eff: int = 0  # FSCREDS checks compare the effective set (cap_ptrace_access_check)
     user_ns: int | None = None  # inode of its user namespace
@@ -58,6 +57,15 @@ class Caller(NamedTuple):
     ns_tgid: int = -1  # its thread group id as its own namespace numbers it (MOUNT/self)
     ns_tid: int = -1  # its thread id there (MOUNT/thread-self)
     tid: int = -1  # its thread id as we number it
+
+    # The caller owns its pid namespace's fd (PidView) for its one request:
+    # ``with access.identify(...) as caller:`` closes it at the end.
+    def __enter__(self) -> Caller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pids is not None:
+            self.pids.close()
 
 
 class Target(Protocol):
@@ -72,28 +80,28 @@ class Target(Protocol):
 class Access:
     """The namespaces of this procfs, and the rule judged over them; one per ProcReader."""
 
-    def __init__(self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] | None = None) -> None:
-        """``privileged`` runs a function with CAP_SYS_ADMIN in effect (see CgroupRoots)."""
+    def __init__(self, reader: ProcReader) -> None:
         self.reader = reader
         rootfd = reader.root_fd()
-        self.pids = PidNamespaces(rootfd, _inode(rootfd, "self/ns/pid"))
+        self.pids = PidNamespaces(rootfd, ns_inode(rootfd, "self/ns/pid"))
         self.users = UserNamespaces(held_limit())
-        self.own_user_ns = _inode(rootfd, "self/ns/user")
+        self.own_user_ns = ns_inode(rootfd, "self/ns/user")
         self.users.pin(lambda: os.open("self/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
         self.initial = _is_initial(rootfd)  # our user namespace is the initial one
         self.perfmon_rule = self.initial and _kernel() >= PERFMON_SINCE
-        self.cgroups = CgroupRoots(reader, privileged or (lambda fn: fn()), held_limit())
+        self.cgroups = CgroupRoots(reader, held_limit())
 
-    def identify(self, tid: int, uid: int, gid: int) -> Caller:
-        """The Caller of a request from thread ``tid`` with fsuid ``uid`` and fsgid ``gid``.
+    def identify(self, tid: int, fsuid: int, fsgid: int) -> Caller:
+        """The Caller of a request from thread ``tid`` with fsuid ``fsuid`` and fsgid ``fsgid``.
 
         A caller we cannot see (it exited, or lives in a pid namespace above
-        ours) gets no capability and sees no process.
+        ours) gets no capability and sees no process. Any other failure to
+        read it (EMFILE, EIO) is the request's error, not "not visible".
         """
         try:
             status, user_ns = self.reader.thread(tid)
-        except TotmapsError:
-            return Caller(tgid=-1, uid=uid, gid=gid)
+        except NoSuchEntry:
+            return Caller(tgid=-1, fsuid=fsuid, fsgid=fsgid)
         if user_ns is not None and user_ns != self.own_user_ns and user_ns not in self.users.known:
             rootfd = self.reader.root_fd()
             self.users.learn(user_ns, lambda: os.open(f"{tid}/ns/user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd))
@@ -106,8 +114,8 @@ class Access:
             Caller,
             (
                 status.tgid,
-                uid,
-                gid,
+                fsuid,
+                fsgid,
                 status.uids[1],
                 cap_eff,
                 user_ns,
@@ -166,7 +174,7 @@ class Access:
             self.users.learn(ns, target.open_user_ns)
         # FSCREDS: the caller's fsuid/fsgid must equal all of the target's
         # real, effective and saved ids, else CAP_SYS_PTRACE over its namespace.
-        same_ids = all(u == caller.uid for u in status.uids[:3]) and all(g == caller.gid for g in status.gids[:3])
+        same_ids = all(u == caller.fsuid for u in status.uids[:3]) and all(g == caller.fsgid for g in status.gids[:3])
         if not same_ids and not self.capable(caller, ns):
             return False
         # Not dumpable: CAP_SYS_PTRACE over mm->user_ns needed as well.
@@ -225,7 +233,7 @@ class Access:
 
     def check(self, caller: Caller, status: Status, target: Target) -> None:
         if not self.may_read(caller, status, target):
-            raise AccessDenied(f"caller {caller.tgid} (uid {caller.uid}) may not read {status.tgid}")
+            raise AccessDenied(f"caller {caller.tgid} (fsuid {caller.fsuid}) may not read {status.tgid}")
 
 
 def held_limit() -> int:
@@ -239,19 +247,19 @@ def held_limit() -> int:
     return KEEP if soft == resource.RLIM_INFINITY else max(16, min(KEEP, soft // 8))
 
 
-def _inode(rootfd: int, path: str) -> int | None:
-    try:
-        return os.stat(path, dir_fd=rootfd).st_ino
-    except OSError:
-        return None
-
-
 def _is_initial(rootfd: int) -> bool:
-    """Whether our user namespace is the initial one: its uid_map maps every id to itself (user_namespaces(7))."""
+    """Whether our user namespace is the initial one: its uid_map maps every id to itself (user_namespaces(7)).
+
+    Fails closed: what cannot be told is not the initial namespace, so grants
+    nothing wholesale (all_access, perfmon); without user namespaces at all
+    (no uid_map) no caller's namespace is ours either (no ns/user), so those
+    grants could not apply anyway.
+    """
     try:
         return read_at(rootfd, "self/uid_map", False).split() == [b"0", b"0", b"4294967295"]
-    except OSError:
-        return True  # no user namespaces in this kernel (or a fake /proc): there is only the initial one
+    except OSError as exc:
+        unless_gone(exc, "our uid_map")
+        return False
 
 
 def _kernel() -> tuple[int, int]:

@@ -6,10 +6,10 @@ that names that root. It can be found by reading one process's
 /proc/<pid>/cgroup from both sides: from our namespace it reads ``R + p``,
 from inside the caller's ``p``. Reading from inside means a thread of ours
 joining that namespace (setns(2) with CLONE_NEWCGROUP, which needs
-CAP_SYS_ADMIN: the daemon raises it in that one thread only, see
-service._privileges). So one dedicated thread does it, once per namespace:
-a namespace's root is fixed when it is created, and the namespace is held
-open while we remember it, so its inode names no other meanwhile.
+CAP_SYS_ADMIN: the daemon raises it in that one thread only, see with_admin).
+So one dedicated thread does it, once per namespace: a namespace's root is
+fixed when it is created, and the namespace is held open while we remember
+it, so its inode names no other meanwhile.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from typing import TypeVar
 
 from ._cgroup2 import ROOT, unified_path
 from ._nsfs import KEEP, Held
-from ._reader import ProcReader, read_at
+from ._reader import ProcReader, ns_inode, read_at, unless_gone
 
 log = logging.getLogger("totmapsfs")
-T = TypeVar("T")
 
 CLONE_NEWCGROUP = 0x02000000  # include/uapi/linux/sched.h
 
@@ -39,9 +37,63 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 def setns(fd: int, nstype: int) -> None:
     """setns(2) for the calling thread (os.setns is Python 3.12+)."""
-    if _libc.setns(fd, nstype) != 0:
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+# -- the calling thread's capabilities: setns(2) into a cgroup namespace needs CAP_SYS_ADMIN
+# (capabilities(7): per thread). The service lowers the daemon's effective set after mounting
+# (service._privileges, which sets them through these too); each setns raises it again, here.
+
+CAP_SYS_ADMIN = 21  # include/uapi/linux/capability.h
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def capget() -> tuple[int, int]:
+    """(effective, permitted) of the calling thread as 64-bit masks."""
+    header, data = _Header(_LINUX_CAPABILITY_VERSION_3, 0), (_Data * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    return (data[0].effective | data[1].effective << 32, data[0].permitted | data[1].permitted << 32)
+
+
+def capset(effective: int, permitted: int) -> None:
+    """Set the calling thread's effective and permitted sets (inheritable cleared)."""
+    header, data = _Header(_LINUX_CAPABILITY_VERSION_3, 0), (_Data * 2)()
+    for i in range(2):
+        data[i].effective = (effective >> 32 * i) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> 32 * i) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def with_admin(fn: Callable[[], None]) -> None:
+    """Call ``fn`` with CAP_SYS_ADMIN in this thread's effective set (if permitted), lowered again after.
+
+    The other threads' sets are not touched; a process that has it effective
+    already (root before the service lowers it, the tests) just calls ``fn``.
+    """
+    effective, permitted = capget()
+    wanted = effective | (1 << CAP_SYS_ADMIN & permitted)
+    if wanted != effective:
+        capset(wanted, permitted)
+    try:
+        fn()
+    finally:
+        if wanted != effective:
+            capset(effective, permitted)
 
 
 def root_from(outside: str, inside: str) -> str | None:
@@ -61,28 +113,16 @@ def root_from(outside: str, inside: str) -> str | None:
     return None
 
 
-def _direct(fn: Callable[[], T]) -> T:
-    return fn()
-
-
 class CgroupRoots:
     """The root of each caller's cgroup namespace, as a path our /proc/<pid>/cgroup would print.
 
-    ``privileged`` runs a function with CAP_SYS_ADMIN raised in the calling
-    thread (the daemon lowers its effective set after mounting); by default
-    the function is just called, which suits a root process that kept it.
+    Each setns raises CAP_SYS_ADMIN in the dedicated thread for itself
+    (with_admin): the daemon lowers its effective set after mounting.
     """
 
-    def __init__(
-        self, reader: ProcReader, privileged: Callable[[Callable[[], None]], None] = _direct, keep: int = KEEP
-    ) -> None:
+    def __init__(self, reader: ProcReader, keep: int = KEEP) -> None:
         self._rootfd = reader.root_fd()
-        self._privileged = privileged
-        self.own: int | None
-        try:
-            self.own = os.stat("self/ns/cgroup", dir_fd=self._rootfd).st_ino
-        except OSError:
-            self.own = None
+        self.own = ns_inode(self._rootfd, "self/ns/cgroup")
         self._roots: Held[tuple[str | None]] = Held(keep)  # by namespace inode: (its root,)
         self._jobs: queue.SimpleQueue[tuple[Callable[[], str | None], concurrent.futures.Future[str | None]]]
         self._jobs = queue.SimpleQueue()
@@ -93,11 +133,8 @@ class CgroupRoots:
         self._stuck = False  # the thread could not come back to our namespace: it finds nothing more
 
     def namespace_of(self, tid: int) -> int | None:
-        """The inode of thread ``tid``'s cgroup namespace; None when it cannot be told."""
-        try:
-            return os.stat(f"{tid}/ns/cgroup", dir_fd=self._rootfd).st_ino
-        except OSError:
-            return None
+        """The inode of thread ``tid``'s cgroup namespace; None when it is gone."""
+        return ns_inode(self._rootfd, f"{tid}/ns/cgroup")
 
     def root_of(self, tid: int) -> str | None:
         """Where thread ``tid``'s cgroup namespace begins (ROOT: ours, or no namespaces at all); None: unknown."""
@@ -111,16 +148,21 @@ class CgroupRoots:
             return known[0]
         try:
             fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the cgroup namespace of {tid}")
             return None
-        if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
+        try:
+            if os.fstat(fd).st_ino != inode:  # the thread moved (or died and its tid was reused) between the two
+                os.close(fd)
+                return None
+            # Found twice, the same both times: a caller moving itself between our
+            # reads (it may, with a delegated subtree) cannot make us take a wrong root.
+            self._join_failed = False
+            first = self._in_thread(lambda: self._find(fd, tid))
+            root = first if first is None else self._in_thread(lambda: self._find(fd, tid))
+        except BaseException:
             os.close(fd)
-            return None
-        # Found twice, the same both times: a caller moving itself between our
-        # reads (it may, with a delegated subtree) cannot make us take a wrong root.
-        self._join_failed = False
-        first = self._in_thread(lambda: self._find(fd, tid))
-        root = first if first is None else self._in_thread(lambda: self._find(fd, tid))
+            raise
         definitive = self._refused or self._join_failed  # setns said no: no use asking again
         if (root is None and not definitive) or root != first:
             os.close(fd)  # not told this time: asked again next time
@@ -151,10 +193,11 @@ class CgroupRoots:
         return root_from(before, inside)
 
     def _cgroup_of(self, tid: int) -> str | None:
-        """Thread ``tid``'s cgroup v2 path as this thread's cgroup namespace names it; None if it cannot be read."""
+        """Thread ``tid``'s cgroup v2 path as this thread's cgroup namespace names it; None when it is gone."""
         try:
             return unified_path(read_at(self._rootfd, f"{tid}/cgroup", False))
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the cgroup of {tid}")
             return None
 
     def _join(self, fd: int) -> bool:
@@ -164,7 +207,7 @@ class CgroupRoots:
         then no more are tried. Any other error is this namespace's alone.
         """
         try:
-            self._privileged(lambda: setns(fd, CLONE_NEWCGROUP))
+            with_admin(lambda: setns(fd, CLONE_NEWCGROUP))
             return True
         except OSError as exc:
             if exc.errno == errno.EPERM and not self._refused:

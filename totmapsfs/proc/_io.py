@@ -14,6 +14,13 @@ from collections.abc import Callable, Sequence
 
 from ._text import Stat, Status, parse_stat, parse_status
 
+# The errnos that say the thing read is gone, not that the read failed: a dead
+# task's /proc/<pid> answers ESRCH through an open dirfd, a vanished name
+# ENOENT, a name that is no directory ENOTDIR (a --proc root may hold anything).
+# _reader.translate reads them as NoSuchEntry; the readers below that answer
+# "gone" with None or [] do so for these only, and raise every other OSError.
+GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ENOTDIR})
+
 _SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
 # O_NONBLOCK: /proc ignores it; a FIFO planted in a --proc root (the fault
 # tests do) then answers at once instead of blocking the reader, which may be
@@ -21,21 +28,31 @@ _SMALL_READ = 8192  # stat and status fit in one read; the loop is for safety
 _SMALL_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def _read_fd(fd: int, chunk: int) -> bytes:
-    """Read an open /proc file to its end (seq_file answers at most a buffer per read)."""
-    parts = []
+def read_fd_into(fd: int, buf: bytearray, chunk: int = 0) -> int:
+    """Read an open file to its end into ``buf``, doubling it as needed; the length read.
+
+    The one read-to-EOF loop: seq_file answers at most a buffer per read and
+    goes on from where it stopped. ``chunk``: at most that many bytes a read
+    (0: as many as ``buf`` has room for).
+    """
+    n = 0
     while True:
-        data = os.read(fd, chunk)
-        if not data:
-            break
-        parts.append(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        if n == len(buf):
+            buf.extend(bytes(len(buf) or _SMALL_READ))
+        end = min(len(buf), n + chunk) if chunk else len(buf)
+        with memoryview(buf) as whole, whole[n:end] as rest:
+            got = os.readv(fd, [rest])
+        if not got:
+            return n
+        n += got
 
 
 def _py_read_at(dirfd: int, name: str, wait: bool = False) -> bytes:
     fd = os.open(name, _SMALL_FLAGS & ~os.O_NONBLOCK if wait else _SMALL_FLAGS, dir_fd=dirfd)
     try:
-        return _read_fd(fd, _SMALL_READ)
+        buf = bytearray(_SMALL_READ)
+        del buf[read_fd_into(fd, buf) :]
+        return bytes(buf)
     finally:
         os.close(fd)
 
@@ -70,24 +87,35 @@ def _py_probe_many(rootfd: int, pids: Sequence[int], cgroup: bool) -> list[_Prob
 
 
 def task_names(rootfd: int, pid: str) -> list[str]:
-    """The names in /proc/<pid>/task (its threads' ids), none when it cannot be listed (it exited)."""
+    """The names in /proc/<pid>/task (its threads' ids), none when the process is gone (GONE); OSError otherwise."""
     try:
         fd = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
-    except OSError:
-        return []
+    except OSError as exc:
+        if exc.errno in GONE:
+            return []
+        raise
     try:
         return os.listdir(fd)
-    except OSError:
-        return []
+    except OSError as exc:
+        if exc.errno in GONE:
+            return []
+        raise
     finally:
         os.close(fd)
 
 
-def ns_inode_at(rootfd: int, path: str) -> int | None:
+def ns_inode_at(dirfd: int, path: str) -> int | None:
+    """The inode of nsfs file ``path`` (which namespace it is), None when it is gone (GONE); OSError otherwise.
+
+    The one place an nsfs file is stat'ed: gone is an answer (the task exited,
+    or the kernel has no such namespaces), EMFILE or EACCES is not.
+    """
     try:
-        return os.stat(path, dir_fd=rootfd).st_ino
-    except OSError:
-        return None
+        return os.stat(path, dir_fd=dirfd).st_ino
+    except OSError as exc:
+        if exc.errno in GONE:
+            return None
+        raise
 
 
 def _py_caller(rootfd: int, tid: int) -> tuple[Status, int | None]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ._io import read_at, status_of_text, task_names
 from ._nsfs import NS_GET_PARENT, NS_GET_PID_FROM_PIDNS, NS_GET_TGID_IN_PIDNS, open_ns
+from ._reader import ns_inode, unless_gone
 
 log = logging.getLogger("totmapsfs")
 
@@ -25,25 +26,27 @@ class PidView:
     """How one pid namespace numbers processes: ours (``fd`` None, numbers as they are) or a descendant's.
 
     A descendant's view owns an fd of its namespace, opened for the request
-    and closed with the view: nothing else can close it meanwhile, so an
-    ioctl through it always reaches that namespace.
+    and closed by whoever asked for the view (``close``, or a with-block) when
+    the request is done: nothing else can close it meanwhile, so an ioctl
+    through it always reaches that namespace. Closing our own view does nothing.
     """
 
-    __slots__ = ("fd", "inode", "level")
+    __slots__ = ("fd", "inode", "level", "ours")
 
     def __init__(self, inode: int, fd: int | None, level: int) -> None:
         self.inode, self.fd, self.level = inode, fd, level
+        self.ours = fd is None  # kept after close: whether the caller was in our namespace
 
-    @property
-    def ours(self) -> bool:
-        return self.fd is None
+    def close(self) -> None:
+        if self.fd is not None and self.fd >= 0:
+            fd, self.fd = self.fd, -1  # a closed view translates nothing (EBADF), never as ours
+            os.close(fd)
 
-    def __del__(self) -> None:
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except (OSError, TypeError):  # TypeError: os is gone at interpreter exit
-                pass
+    def __enter__(self) -> PidView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class PidNamespaces:
@@ -64,9 +67,14 @@ class PidNamespaces:
             return self.own
         try:
             fd = open_ns(f"{tid}/ns/pid", self._rootfd)
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the pid namespace of {tid}")
             return None
-        return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
+        try:
+            return PidView(os.fstat(fd).st_ino, fd, len(ns_pids) - 1)
+        except BaseException:
+            os.close(fd)
+            raise
 
     def _have_ioctls(self) -> bool:
         """Whether this kernel translates pids through nsfs: ask it for our own pid in our own namespace."""
@@ -87,16 +95,16 @@ class PidNamespaces:
         For the requests that need no status (lookup, getattr, listing): a
         caller in our namespace costs one fstatat of its ns/pid.
         """
-        try:
-            inode = os.stat(f"{tid}/ns/pid", dir_fd=self._rootfd).st_ino
-        except OSError:
+        inode = ns_inode(self._rootfd, f"{tid}/ns/pid")
+        if inode is None:
             return self.own if self.own.inode == 0 else None  # no namespace files at all: a fake /proc
         if inode == self.own.inode:
             return self.own
 
         try:
             ns_pids = status_of_text(read_at(self._rootfd, f"{tid}/status", False)).ns_pids
-        except OSError:
+        except OSError as exc:
+            unless_gone(exc, f"the status of {tid}")
             return None
         return self.view(tid, ns_pids)
 

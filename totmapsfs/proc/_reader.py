@@ -10,8 +10,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import ParamSpec, TypeVar
 
-from ..errors import AccessDenied, NoSuchProcess, SourceError, TotmapsError
+from ..errors import AccessDenied, NoSuchEntry, NoSuchProcess, SourceError, TotmapsError
 from ._io import (
+    GONE,
     IMPLEMENTATION,
     MISSING_C,
     caller_at,
@@ -19,13 +20,23 @@ from ._io import (
     probe,
     probe_many,
     read_at,
+    read_fd_into,
     stat_of_text,
-    status_of_text,
     task_names,
 )
 from ._text import Mount, Stat, Status, parse_mountinfo
 
-__all__ = ["IMPLEMENTATION", "MISSING_C", "BufferPool", "ProcReader", "Process", "read_at", "translate"]
+__all__ = [
+    "IMPLEMENTATION",
+    "MISSING_C",
+    "BufferPool",
+    "ProcReader",
+    "Process",
+    "ns_inode",
+    "read_at",
+    "translate",
+    "unless_gone",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,11 +59,35 @@ def translate(exc: OSError, what: str, gone: TotmapsError) -> TotmapsError:
     EACCES/EPERM mean the kernel refused; anything else (EIO, ENOMEM, EINTR...)
     is passed on as it is.
     """
-    if exc.errno in (errno.ENOENT, errno.ESRCH, errno.ENOTDIR):
+    if exc.errno in GONE:
         return gone
     if exc.errno in (errno.EACCES, errno.EPERM):
         return AccessDenied(f"{what}: {exc.strerror}")
     return SourceError(exc.errno or errno.EIO, what)
+
+
+def unless_gone(exc: OSError, what: str) -> None:
+    """Return when ``exc`` says ``what`` is gone (the caller then answers None or []), else raise ``translate``'s error.
+
+    For the readers whose answer for a vanished task or namespace is "none":
+    EMFILE, EIO or EACCES must not read as "not there" (a caller that is not
+    visible, a namespace that cannot be told).
+    """
+    if exc.errno not in GONE:
+        raise translate(exc, what, NoSuchEntry(what)) from None
+
+
+def ns_inode(dirfd: int, path: str) -> int | None:
+    """The inode of nsfs file ``path`` (which namespace it is); None when it is gone, else ``translate``'s error."""
+    try:
+        return ns_inode_at(dirfd, path)
+    except OSError as exc:
+        raise translate(exc, path, NoSuchEntry(path)) from None
+
+
+def unparseable(exc: ValueError, what: str) -> SourceError:
+    """The domain error for a /proc text the parser refuses: the kernel's read failed, as far as a caller can tell."""
+    return SourceError(errno.EIO, f"{what}: {exc}")
 
 
 def wrap_exceptions(what: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -101,19 +136,6 @@ class BufferPool:
                     self._free.append(buf)
 
 
-def _read_fd_into(fd: int, buf: bytearray) -> int:
-    """Read an open /proc file to its end into ``buf``, growing it as needed; the length read."""
-    n = 0
-    while True:
-        if n == len(buf):
-            buf.extend(bytes(len(buf)))  # double; seq_file goes on from where it stopped
-        with memoryview(buf) as whole, whole[n:] as rest:
-            got = os.readv(fd, [rest])
-        if not got:
-            return n
-        n += got
-
-
 def _root_of_map(text: bytes) -> int | None:
     """The id outside that an id map (/proc/<pid>/uid_map: "inside outside count" lines) gives id 0 inside."""
     for line in text.splitlines():
@@ -151,10 +173,6 @@ class Process:
     def stat(self) -> Stat:
         return stat_of_text(read_at(self._dirfd, "stat", False))
 
-    @wrap_exceptions("status")
-    def status(self) -> Status:
-        return status_of_text(read_at(self._dirfd, "status", False))
-
     @wrap_exceptions("stat and status")
     def probe(self) -> tuple[Stat, Status]:
         """stat and status in one go (one call into C): all a cache hit needs. Neither takes the mmap lock.
@@ -184,11 +202,8 @@ class Process:
         return st.st_uid, st.st_gid
 
     def user_ns(self) -> int | None:
-        """The inode of the process's user namespace; None when it cannot be told (then nothing is granted by it)."""
-        try:
-            return os.stat("ns/user", dir_fd=self._dirfd).st_ino
-        except OSError:
-            return None
+        """The inode of the process's user namespace; None when it is gone (then nothing is granted by it)."""
+        return ns_inode(self._dirfd, "ns/user")
 
     def open_user_ns(self) -> int:
         """The process's user namespace, open (OSError when it is gone)."""
@@ -202,8 +217,11 @@ class Process:
         """
         try:
             uid, gid = (_root_of_map(read_at(self._dirfd, name, False)) for name in ("uid_map", "gid_map"))
-        except (OSError, ValueError):
+        except OSError as exc:
+            unless_gone(exc, f"the id maps of {self.pid}")
             return None
+        except ValueError:
+            return None  # not a map we can read: unmapped, the strictest answer (see Access._dumpable)
         return None if uid is None or gid is None else (uid, gid)
 
     @wrap_exceptions("cgroup")
@@ -213,7 +231,10 @@ class Process:
 
     @wrap_exceptions("memory")
     def rollup(self) -> bytes:
-        """/proc/<pid>/smaps_rollup (~1 KiB); empty for a process without an address space (see memory_view).
+        """/proc/<pid>/smaps_rollup (~1 KiB); empty for a process without an address space.
+
+        Such a process's smaps_rollup fails with ESRCH (fs/proc/task_mmu.c:
+        show_smaps_rollup finds no mm), where its smaps reads empty.
 
         Waits as long as the kernel makes it (the target's mmap lock): worker
         threads only. No O_NONBLOCK here: a FIFO standing in for a stuck source
@@ -225,27 +246,26 @@ class Process:
             return b""
 
     @wrap_exceptions("memory")
-    def _memory_into(self, rollup: bool, buf: bytearray) -> int:
+    def _memory_into(self, buf: bytearray) -> int:
         try:
-            fd = os.open("smaps_rollup" if rollup else "smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+            fd = os.open("smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
             try:
-                return _read_fd_into(fd, buf)
+                return read_fd_into(fd, buf)
             finally:
                 os.close(fd)
         except ProcessLookupError:
             return 0
 
     @contextlib.contextmanager
-    def memory_view(self, rollup: bool) -> Iterator[memoryview]:
-        """The raw smaps_rollup or smaps text, as a view of a pooled buffer valid in the with-block only.
+    def memory_view(self) -> Iterator[memoryview]:
+        """The raw smaps text, as a view of a pooled buffer valid in the with-block only (smaps_rollup: ``rollup``).
 
         Empty for a process without an address space: smaps of a kernel thread
-        or zombie reads empty, while smaps_rollup fails with ESRCH
-        (fs/proc/task_mmu.c: show_smaps_rollup finds no mm). Whether the process
-        itself is gone is for the caller to decide by re-reading stat.
+        or zombie reads empty. Whether the process itself is gone is for the
+        caller to decide by re-reading stat.
         """
         buf = self._buffers.take()
-        size = self._memory_into(rollup, buf)  # before any view: the buffer may have to grow
+        size = self._memory_into(buf)  # before any view: the buffer may have to grow
         view = memoryview(buf)[:size]
         try:
             yield view
@@ -289,20 +309,18 @@ class ProcReader:
 
         Each pid gives its pinned Process, its stat and status (and its cgroup
         file when asked), or the domain error its reads met. The callers close
-        the Processes. A text the parser refuses raises, as Process.probe does.
+        the Processes. A text the parser refuses is that process's error (as
+        unparseable says), as an errno is: one such process is left out of a
+        view, not the view failed.
         """
         items = probe_many(self.root_fd(), pids, cgroup)
-        refused = next((item for item in items if isinstance(item, Exception)), None)
-        if refused is not None:
-            for item in items:  # close what was pinned before raising
-                if isinstance(item, tuple):
-                    os.close(item[0])
-            raise refused
         out: list[tuple[Process, Stat, Status, bytes | None] | TotmapsError] = []
         for pid, item in zip(pids, items, strict=True):
             if isinstance(item, tuple):
                 fd, stat, status, text = item
                 out.append((Process(pid, fd, self.buffers), stat, status, text))
+            elif isinstance(item, ValueError):
+                out.append(unparseable(item, f"stat and status of {pid}"))
             else:
                 assert isinstance(item, int)
                 out.append(translate(OSError(item, os.strerror(item)), f"stat and status of {pid}", NoSuchProcess(pid)))
@@ -314,7 +332,10 @@ class ProcReader:
 
     def task_ids(self) -> list[int]:
         """Every thread's id, thread-group leaders included (/proc/<pid>/task/); processes gone meanwhile skipped."""
-        return [int(n) for pid in self.pids() for n in task_names(self.root_fd(), str(pid))]
+        try:
+            return [int(n) for pid in self.pids() for n in task_names(self.root_fd(), str(pid))]
+        except OSError as exc:
+            raise translate(exc, "the threads in /proc", NoSuchEntry("/proc")) from None
 
     def mounts(self) -> list[Mount]:
         """Our own mount table (cgroup2 is found there, and what a mountpoint has on it); OSError passes through."""
@@ -324,7 +345,3 @@ class ProcReader:
     def has_rollup(self) -> bool:
         """True when the kernel offers smaps_rollup (Linux >= 4.14)."""
         return os.path.exists(f"{self.root}/self/smaps_rollup")
-
-    def user_ns(self, pid: int) -> int | None:
-        """The user namespace of ``pid`` as an inode number, None if it cannot be told."""
-        return ns_inode_at(self.root_fd(), f"{pid}/ns/user")

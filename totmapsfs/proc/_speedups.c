@@ -188,12 +188,17 @@ static PyObject *
 ns_inode(int rootfd, const char *path)
 {
     struct stat st;
-    int rc;
+    int rc, err;
     Py_BEGIN_ALLOW_THREADS
     rc = fstatat(rootfd, path, &st, 0);
+    err = errno;
     Py_END_ALLOW_THREADS
-    if (rc < 0)
-        Py_RETURN_NONE; /* the reference says None too: it cannot be told */
+    if (rc < 0 && (err == ENOENT || err == ESRCH || err == ENOTDIR))
+        Py_RETURN_NONE; /* gone, as _io.GONE says: the reference says None too */
+    if (rc < 0) {
+        errno = err;
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path); /* EMFILE, EACCES...: not "gone" */
+    }
     return PyLong_FromUnsignedLongLong((unsigned long long)st.st_ino);
 }
 

@@ -40,10 +40,6 @@ class Status(NamedTuple):
     ns_tgids: tuple[int, ...] = ()
     ns_pids: tuple[int, ...] = ()
 
-    @property
-    def has_ptrace_cap(self) -> bool:
-        return bool(self.cap_eff >> CAP_SYS_PTRACE & 1)
-
 
 @dataclass(frozen=True, slots=True)
 class Mount:

@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"totmapsfs: error: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:
-        # pyfuse3.init raises RuntimeError when the kernel refuses the mount.
+    except _daemon.MountFailed as exc:
         print(f"totmapsfs: error: mounting {args.mountpoint} failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -220,7 +219,6 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     from ..tree import Tree
     from ..views import MetricsOptions, Views
     from ._mountpoint import check_host, prepare
-    from ._privileges import with_admin
 
     check_host()
     _raise_fd_limit()
@@ -229,7 +227,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
         source = choose_source(args.source, reader)
     except SourceUnavailable as exc:
         raise UserError(f"--source {args.source}: {exc}; use --source smaps or auto") from None
-    access = Access(reader, privileged=with_admin)
+    access = Access(reader)
     engine = Engine(reader, source, args.max_age, duty=args.duty, access=access)
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:

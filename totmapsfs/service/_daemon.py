@@ -21,6 +21,10 @@ log = logging.getLogger("totmapsfs")
 GRACE = 2.0
 
 
+class MountFailed(Exception):
+    """The kernel (or libfuse) refused the mount: printed as one line, exit status 1."""
+
+
 def mount_options(debug: bool = False) -> set[str]:
     # allow_other: every user reads through the mount (our open() applies the
     # ptrace rule). ro: the VFS refuses writes itself. No default_permissions:
@@ -33,7 +37,10 @@ def mount_options(debug: bool = False) -> set[str]:
 
 def serve(ops: pyfuse3.Operations, mountpoint: str, *, debug: bool = False, detail: str = "") -> None:
     """Mount ``ops`` at ``mountpoint`` and serve until a stop signal; always unmounts."""
-    pyfuse3.init(ops, mountpoint, mount_options(debug))
+    try:
+        pyfuse3.init(ops, mountpoint, mount_options(debug))
+    except RuntimeError as exc:  # what pyfuse3.init raises when the mount is refused
+        raise MountFailed(str(exc)) from None
     try:
         drop_after_mount()  # before trio.run starts any thread: capabilities are per thread
         trio.run(_main, mountpoint, detail)

@@ -6,7 +6,6 @@ import errno
 import logging
 import os
 import shutil
-import signal
 import stat
 import subprocess
 
@@ -41,24 +40,6 @@ def mount_at(path: str) -> tuple[str, str] | None:
 def lazy_unmount(path: str) -> subprocess.CompletedProcess[str]:
     """``fusermount3 -uz``: detach the FUSE mount at ``path`` now; users still inside finish first."""
     return subprocess.run(["fusermount3", "-uz", path], capture_output=True, text=True)
-
-
-def stop_daemon(proc: subprocess.Popen[bytes], path: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-    """Stop a daemon started on ``path`` (``sig``, SIGKILL after ``timeout`` s), clear a mount left; its exit status.
-
-    For the benchmark and the tests, which start daemons as users do; SIGKILL
-    leaves a dead mount behind, hence the unmount.
-    """
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if mount_at(path) is not None:
-        lazy_unmount(path)
-    return proc.returncode
 
 
 def prepare(path: str) -> str:

@@ -9,10 +9,9 @@ which needs CAP_SYS_ADMIN (umount2). So: effective {CAP_SYS_PTRACE}, permitted
 no_new_privs — a bug in a request handler then cannot write root's files
 (no CAP_DAC_OVERRIDE), kill, load modules or mount; CAP_SYS_ADMIN comes back
 into the effective set only for the unmount, and in the one thread that joins
-callers' cgroup namespaces to find where they begin (proc._cgroupns), for
-each setns(2). Python has no capset(2) and the
-libraries that wrap it (python-prctl, pycapng) need libcap headers to build, so
-this calls libc through ctypes: three syscalls are not worth a dependency.
+callers' cgroup namespaces to find where they begin (proc._cgroupns raises
+it there itself, proc.with_admin), for each setns(2). capget/capset are
+proc._cgroupns's (ctypes: three syscalls are not worth a dependency).
 
 Capabilities are per thread (capabilities(7)): this runs in the main thread
 after pyfuse3.init and before trio starts any worker thread, so every thread
@@ -25,29 +24,21 @@ import ctypes
 import ctypes.util
 import logging
 import os
-from collections.abc import Callable
 
 from ..proc import CAP_SYS_ADMIN, CAP_SYS_PTRACE
+from ..proc import capget as _capget
+from ..proc import capset as _capset
 
 log = logging.getLogger("totmapsfs")
 
 SERVING = frozenset({CAP_SYS_PTRACE})
 KEPT = frozenset({CAP_SYS_PTRACE, CAP_SYS_ADMIN})
 
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _PR_CAPBSET_READ = 23
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
-
-
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -61,21 +52,6 @@ def _check(result: int, what: str) -> None:
 
 def _mask(caps: frozenset[int]) -> int:
     return sum(1 << cap for cap in caps)
-
-
-def _capget() -> tuple[int, int]:
-    """(effective, permitted) of the calling thread as 64-bit masks."""
-    header, data = _Header(_LINUX_CAPABILITY_VERSION_3, 0), (_Data * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
-    return (data[0].effective | data[1].effective << 32, data[0].permitted | data[1].permitted << 32)
-
-
-def _capset(effective: int, permitted: int) -> None:
-    header, data = _Header(_LINUX_CAPABILITY_VERSION_3, 0), (_Data * 2)()
-    for i in range(2):
-        data[i].effective = (effective >> 32 * i) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> 32 * i) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
 def _last_cap() -> int:
@@ -104,24 +80,6 @@ def drop_after_mount() -> None:
         log.debug("capabilities now: effective %#x, permitted %#x", *_capget())
     except OSError as exc:
         log.warning("could not drop capabilities after mounting (%s); serving with the ones we have", exc)
-
-
-def with_admin(fn: Callable[[], None]) -> None:
-    """Call ``fn`` with CAP_SYS_ADMIN in this thread's effective set, lowered again after (per thread).
-
-    For joining a caller's cgroup namespace (setns(2) needs CAP_SYS_ADMIN;
-    proc._cgroupns does it in a thread of its own): the other threads'
-    sets are not touched, capabilities being per thread.
-    """
-    effective, permitted = _capget()
-    wanted = effective | (_mask(frozenset({CAP_SYS_ADMIN})) & permitted)
-    if wanted != effective:
-        _capset(wanted, permitted)
-    try:
-        fn()
-    finally:
-        if wanted != effective:
-            _capset(effective, permitted)
 
 
 def regain_for_unmount() -> None:

@@ -13,7 +13,7 @@ Layout::
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
 
-Every name is the caller's (issue 12): pids are numbered as the caller's pid
+Every name is the caller's: pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
 begins where its cgroup namespace does. Inodes are computed from the names
 (``_inodes``), the same for every caller, and each request interprets them
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..engine import Engine, Probe
+from ..engine import Checked, Engine
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import ROOT, Caller, PidView
 from ..views import Plan, Views
@@ -97,7 +97,7 @@ class Tree:
         self.access = engine.access
         self.views = views
         self.cgroup_dirs = CgroupDirs(views.cgroups)
-        self.mounted_ns = time.time_ns()
+        self.mounted_at_ns = time.time_ns()  # when mounted, in ns: the fixed files' mtime
         self.mixed = Mixed()
         if per_caller_names:
             self.mixed.pids = self.mixed.cgroups = True
@@ -106,7 +106,7 @@ class Tree:
 
     def caller(self, request: Request) -> Caller:
         caller = self.access.identify(request.tid, request.uid, request.gid)
-        if caller.pids is not None and caller.pids.fd is not None:
+        if caller.pids is not None and not caller.pids.ours:
             self._seen_pids(caller.pids)
         return caller
 
@@ -116,7 +116,7 @@ class Tree:
             self.mixed.generation += 1
 
     def _view(self, request: Request) -> PidView:
-        """The caller's pid namespace, for requests that need no more of it (one stat for our own)."""
+        """The caller's pid namespace, for requests that need no more of it (one stat for our own); to be closed."""
         view = self.access.pids.view_of(request.tid)
         if view is None:
             raise NoSuchEntry(f"the pid namespace of {request.tid}")  # it exited, or is above ours: sees nothing
@@ -125,7 +125,7 @@ class Tree:
 
     def _host(self, view: PidView | None, pid: int) -> int:
         """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it."""
-        if view is not None and view.fd is None:
+        if view is not None and view.ours:
             return pid  # our own namespace: the common case, without a call
         host = None if view is None else self.access.pids.to_host(view, pid)
         if host is None:
@@ -148,13 +148,13 @@ class Tree:
 
     def _root_attr(self) -> Attr:
         # nlink 1: "unknown", so find(1) does not infer a subdirectory count.
-        return Attr(ROOT_INODE, stat.S_IFDIR | 0o555, 1, 0, 0, self.mounted_ns)
+        return Attr(ROOT_INODE, stat.S_IFDIR | 0o555, 1, 0, 0, self.mounted_at_ns)
 
     def _link_attr(self, ino: int) -> Attr:
-        return Attr(ino, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_ns)
+        return Attr(ino, stat.S_IFLNK | 0o777, 1, 0, 0, self.mounted_at_ns)
 
     def _view_attr(self, ino: int) -> Attr:
-        return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_ns)
+        return Attr(ino, stat.S_IFREG | 0o444, 1, 0, 0, self.mounted_at_ns)
 
     def _pid_attr(self, host: int, pid: int, is_file: bool) -> Attr:
         """The directory (or totmaps) of the process we number ``host`` and the caller ``pid``."""
@@ -174,7 +174,8 @@ class Tree:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
-        return self._pid_attr(self._host(self._view(request), node.number), node.number, node.is_file)
+        with self._view(request) as view:
+            return self._pid_attr(self._host(view, node.number), node.number, node.is_file)
 
     # -- names ----------------------------------------------------------------
 
@@ -189,9 +190,9 @@ class Tree:
                 return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
             # Who asks first, then whether the name is a pid at all: a caller from
             # another namespace is noticed (tree.Mixed) even by a lookup that fails.
-            view = self._view(request)
-            pid = parse_pid(name)
-            return self._pid_attr(self._host(view, pid), pid, False)
+            with self._view(request) as view:
+                pid = parse_pid(name)
+                return self._pid_attr(self._host(view, pid), pid, False)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
@@ -199,7 +200,8 @@ class Tree:
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
-        return self._pid_attr(self._host(self._view(request), node.number), node.number, True)
+        with self._view(request) as view:
+            return self._pid_attr(self._host(view, node.number), node.number, True)
 
     def visible(self, view: PidView | None) -> list[tuple[int, int]]:
         """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
@@ -216,7 +218,9 @@ class Tree:
             entries.append((CGROUP, self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))))
         except NoSuchEntry:
             pass  # no cgroup2 mounted, or none the caller has: no cgroup directory
-        for host, pid in self.visible(self._view(request)):
+        with self._view(request) as view:
+            visible = self.visible(view)
+        for host, pid in visible:
             try:
                 entries.append((str(pid).encode(), self._pid_attr(host, pid, False)))
             except NoSuchEntry:
@@ -233,19 +237,20 @@ class Tree:
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {ino}")
         pid = node.number
-        host = self._host(self._view(request), pid)
+        with self._view(request) as view:
+            host = self._host(view, pid)
         here = self._pid_attr(host, pid, False)
         return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
 
     def readlink(self, ino: int, request: Request) -> bytes:
         if decode(ino).kind is not Kind.SELF:
             raise NoSuchEntry(f"inode {ino}")
-        caller = self.caller(request)
-        if caller.tgid <= 0 or caller.pids is None:
-            # The caller is not visible in our pid namespace; /proc/self is
-            # dangling there too.
-            raise NoSuchEntry("self")
-        return str(caller.ns_tgid if ino == SELF_INODE else caller.ns_tid).encode()
+        with self.caller(request) as caller:
+            if caller.tgid <= 0 or caller.pids is None:
+                # The caller is not visible in our pid namespace; /proc/self is
+                # dangling there too.
+                raise NoSuchEntry("self")
+            return str(caller.ns_tgid if ino == SELF_INODE else caller.ns_tid).encode()
 
     def handed_out(self) -> list[tuple[int, bytes]]:
         """(parent inode, name) of the entries the kernel may hold that differ between namespaces (see ``mixed``)."""
@@ -277,10 +282,15 @@ class Tree:
                 # No answer can come from the cache, so there is nothing to
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
-            caller = self.caller(request)
-            return self._open_pid(self._host(caller.pids, node.number), caller)
+            with self.caller(request) as caller:
+                return self._open_pid(self._host(caller.pids, node.number), caller)
         # One Caller for the whole read: a view checks every process against it.
-        caller = self.caller(request)
+        # Its pid namespace is closed once the plan is made: a plan translates
+        # the caller's pids when it is made (Views.plan), its slices never do.
+        with self.caller(request) as caller:
+            return self._open_view(ino, request, caller)
+
+    def _open_view(self, ino: int, request: Request, caller: Caller) -> bytes | Plan[Any, bytes]:
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
         if ino == SUMMARY_INODE:
@@ -294,31 +304,26 @@ class Tree:
         top = self.cgroup_top(request)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
 
-    def read_file(self, ino: int, request: Request) -> bytes:
-        """``open_file`` carried to its end in the calling thread (for the tests and the Python API)."""
-        answer = self.open_file(ino, request)
-        return answer if isinstance(answer, bytes) else answer.run()
-
     def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
         proc = self.reader.open(pid)
         try:
-            probe = self.engine.probe(proc, caller)
-            hit = self.engine.cached(probe)
+            checked = self.engine.check(proc, caller)
+            hit = self.engine.cached(checked)
         except BaseException:
             proc.close()
             raise
         if hit is not None:
             proc.close()
             return hit.text
-        return Plan([functools.partial(self._resolve, probe)], _first)
+        return Plan([functools.partial(self._resolve, checked)], _first)
 
-    def _resolve(self, probe: Probe) -> bytes:
-        with probe.proc:
-            return self.engine.resolve(probe).text
+    def _resolve(self, checked: Checked) -> bytes:
+        with checked.proc:
+            return self.engine.resolve(checked).text
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
-        caller = self.caller(request)
-        return self.engine.totmaps(self._host(caller.pids, pid), caller).text
+        with self.caller(request) as caller:
+            return self.engine.totmaps(self._host(caller.pids, pid), caller).text
 
 
 def _first(parts: Sequence[bytes]) -> bytes:

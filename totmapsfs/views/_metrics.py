@@ -237,9 +237,9 @@ def _walk_families(stats: WalkStats | None) -> list[Family]:
             "counter",
             ("reason",),
             [
-                (("not_due",), float(stats.held)),
-                (("walk_in_flight",), float(stats.held_in_flight)),
-                (("budget",), float(stats.deferred)),
+                (("not_due",), float(stats.held_not_due)),
+                (("walk_in_flight",), float(stats.held_walk_in_flight)),
+                (("budget",), float(stats.held_budget)),
             ],
         ),
     ]
@@ -269,17 +269,19 @@ def render(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] = (
     the two renderings are identical (SnapshotCollector below is the other).
     """
     lines: list[str] = []
-    formatted: dict[tuple[str, ...], str] = {}
+    # Keyed on the label names and values: one process's labels recur in every
+    # family that has the same names, and only there.
+    formatted: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
     for fam in families(snapshot, options, known):
         name = fam.name + "_total" if fam.kind == "counter" else fam.name
         lines.append(f"# HELP {name} {_help(fam.help)}\n")
         lines.append(f"# TYPE {name} {fam.kind}\n")
         order = sorted(range(len(fam.labels)), key=fam.labels.__getitem__)  # prometheus_client sorts label names
         for labels, value in fam.samples:
-            text = formatted.get(labels)
+            text = formatted.get((fam.labels, labels))
             if text is None:
                 pairs = ",".join(f'{fam.labels[i]}="{_label_value(labels[i])}"' for i in order)
-                text = formatted[labels] = "{" + pairs + "}" if pairs else ""
+                text = formatted[fam.labels, labels] = "{" + pairs + "}" if pairs else ""
             lines.append(f"{name}{text} {_float_text(value)}\n")
     return "".join(lines).encode("utf-8")
 

@@ -40,9 +40,9 @@ class WalkStats:
     source: str  # "rollup" or "smaps"
     walks: int
     walk_seconds: float
-    held: int  # older answers served: the process was walked too recently (the duty)
-    held_in_flight: int  # ... another reader's walk of it was under way
-    deferred: int  # ... the views' walk budget was spent
+    held_not_due: int  # older answers served: the process was walked too recently (the duty)
+    held_walk_in_flight: int  # ... another reader's walk of it was under way
+    held_budget: int  # ... the views' walk budget was spent
 
 
 class Snapshot(list[Row]):

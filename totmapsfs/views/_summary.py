@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ._snapshot import Row, by_pss, user_of
 
-# AGE: seconds since the walk behind the row began (issue 14: an answer can be
+# AGE: seconds since the walk behind the row began (the walk duty, engine._cache: an answer can be
 # older than --max-age for a process walked too recently, or under the views'
 # walk budget). Before COMMAND, which stays last: the one free-text column.
 SUMMARY_COLUMNS = ("PID", "USER", "Rss", "Pss", "USS", "Swap", "SwapPss", "AGE", "COMMAND")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
@@ -35,7 +36,7 @@ log = logging.getLogger("totmapsfs")
 
 
 class _Watched:
-    """A share's view of the walk budget: whether the last walk it asked for was refused."""
+    """A slice's view of the walk budget: whether the last walk it asked for was refused."""
 
     __slots__ = ("budget", "denied")
 
@@ -57,20 +58,20 @@ T = TypeVar("T")
 
 
 class Plan(NamedTuple, Generic[S, T]):
-    """Work that may wait on a target's mmap lock: shares (worker threads, in parallel), then ``finish`` on them.
+    """Work that may wait on a target's mmap lock: slices (worker threads, in parallel), then ``finish`` on them.
 
-    The FUSE adapter runs a one-share plan, finish included, as one job, and
-    a plan of several shares as that many jobs and then one for ``finish``: a
+    The FUSE adapter runs a one-slice plan, finish included, as one job, and
+    a plan of several slices as that many jobs and then one for ``finish``: a
     view's finish merges, sums and renders, pure Python over a thousand rows,
     also worth keeping off the event loop.
     """
 
-    shares: Sequence[Callable[[], S]]
+    slices: Sequence[Callable[[], S]]
     finish: Callable[[Sequence[S]], T]
 
     def run(self) -> T:
-        """All of it in the calling thread, one share after the other."""
-        return self.finish([share() for share in self.shares])
+        """All of it in the calling thread, one slice after the other."""
+        return self.finish([part() for part in self.slices])
 
 
 class Views:
@@ -97,6 +98,9 @@ class Views:
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
+        # Written by a pass's finish in a worker thread, read by the next plan:
+        # passes of several callers may finish at once, so under ``_lock``.
+        self._lock = threading.Lock()
         self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
@@ -119,7 +123,9 @@ class Views:
         work under the GIL, where extra threads only add switching. The last
         pass that asked the engine anything tells which the next will be.
         """
-        return max(1, min(PASS_THREADS, processes // _PER_THREAD)) if self._cold else 1
+        with self._lock:
+            cold = self._cold
+        return max(1, min(PASS_THREADS, processes // _PER_THREAD)) if cold else 1
 
     def plan(
         self,
@@ -130,69 +136,61 @@ class Views:
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
     ) -> Plan[Snapshot, T]:
-        """One pass over every process ``caller`` may read (None: every process), as shares and a finish.
+        """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
         The processes are those of the caller's pid namespace, and the rows
         number them as it does. ``keep`` sees the process's cgroup path (in
         the mirrored hierarchy; None when outside it) before the engine is
         asked, so a cgroup's view never computes the memory of processes
         outside it; the rows hold that path as a cgroup namespace beginning at
-        ``top`` names it (None: no cgroup). The shares may run in parallel (the
+        ``top`` names it (None: no cgroup). The slices may run in parallel (the
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
-        merged. Shares are interleaved, so that each gets as many big processes.
+        merged. Slices are interleaved, so that each gets as many big processes.
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
         # Begin where the budget ran out last time (Snapshot.deferred_at), so
         # that under a spent budget every process gets its turn at a walk.
-        start = next((i for i, (host, _) in enumerate(pids) if host >= self._cursor), 0)
+        with self._lock:
+            cursor = self._cursor
+        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
         order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
         want_cgroup = cgroups or keep is not None
         n = self.threads_for(len(order))
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        slices = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
             rows.numeric_users = uids is not None
             for part in parts:
                 rows.extend_from(part)
-            if rows.deferred_at is not None:
-                self._cursor = order[rows.deferred_at][1]
-            # See threads_for. A heuristic, so unsynchronized.
+            # See threads_for: whether this pass mostly computed.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
-            if misses or served:
-                self._cold = misses * 4 > served
+            with self._lock:
+                if rows.deferred_at is not None:
+                    self._cursor = order[rows.deferred_at][1]
+                if misses or served:
+                    self._cold = misses * 4 > served
             # The walk counters are the whole host's reading: not for a caller
             # in other namespaces (they would tell it of other tenants' reads).
             if caller is None or (caller.user_ns == access.own_user_ns and caller.pids is access.pids.own):
                 rows.stats = self._stats(counters)
             return finish(rows)
 
-        return Plan(shares, merged)
+        return Plan(slices, merged)
 
     def _stats(self, counters: Counters) -> WalkStats:
         return WalkStats(
             self.engine.source.value,
             counters.walks,
             counters.walk_seconds,
-            counters.held,
-            counters.held_in_flight,
-            counters.deferred,
+            counters.held_not_due,
+            counters.held_walk_in_flight,
+            counters.held_budget,
         )
-
-    def snapshot(
-        self,
-        caller: Caller | None,
-        *,
-        cgroups: bool = False,
-        keep: Callable[[str | None], bool] | None = None,
-        top: str | None = ROOT,
-    ) -> Snapshot:
-        """``plan``'s rows, its shares run one after the other here (for the Python API and the tests)."""
-        return self.plan(caller, lambda rows: rows, cgroups=cgroups, keep=keep, top=top).run()
 
     def _rows(
         self,
@@ -220,8 +218,8 @@ class Views:
                         path = relative(unified_path(text)) if text is not None else None
                         if keep is not None and not keep(path):
                             continue
-                        probe = engine.checked(proc, stat, status, caller)
-                        totmaps = engine.resolve(probe, patience=PATIENCE, budget=budget)
+                        checked = engine.checked(proc, stat, status, caller)
+                        totmaps = engine.resolve(checked, patience=PATIENCE, budget=budget)
                         if budget is not None and budget.denied:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
@@ -274,7 +272,3 @@ class Views:
         return self.plan(
             caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
         )
-
-    def cgroup_members(self, caller: Caller | None, path: str) -> Snapshot:
-        """The readable processes in cgroup ``path`` and below it (for the Python API and the tests)."""
-        return self.snapshot(caller, keep=lambda member: member is not None and within(member, path))
