@@ -50,7 +50,7 @@ from typing import Any, cast
 
 # tests/ on the path for support.adversarial (imports nothing of totmapsfs): PYTHONSAFEPATH=1 leaves it off.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from support.adversarial import format_outcome, mapping  # noqa: E402
+from support.adversarial import format_outcome, mapping
 
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
 FormatFn = Callable[[Any], bytes]

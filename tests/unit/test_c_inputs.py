@@ -206,4 +206,3 @@ def test_probe_many_survives_a_pid_that_empties_the_list() -> None:
     result = _child(code)
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert result.stdout.split(" ", 1)[0] == "3"  # the pids as they were passed: a copy is walked
-
