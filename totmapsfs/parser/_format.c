@@ -42,7 +42,7 @@ put(text_t *t, const char *bytes, Py_ssize_t n)
     return 0;
 }
 
-static const char SPACES[16] = "                ";
+static const char SPACES[] = "                "; /* 16 */
 
 /* "%-16s%8llu kB\n" % (name + ":", v) for an ASCII name, every byte counted. */
 static int
