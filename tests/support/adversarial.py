@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 U64_MAX = 2**64 - 1
+HUGE = 10**5000  # its str() is refused (sys.get_int_max_str_digits): in the out-of-range message; made once
 
 
 class Choices:
@@ -145,7 +146,7 @@ def _values(c: Choices, box: list[object]) -> object:
         lambda: U64_MAX + 1,
         lambda: -1,
         lambda: -(2**70),
-        lambda: 10**5000,  # its str() is refused (sys.get_int_max_str_digits): in the message
+        lambda: HUGE,
         lambda: True,
         lambda: 1.5,
         lambda: "7",

@@ -164,7 +164,13 @@ PyObject *
 format_totmaps(PyObject *module, PyObject *fields)
 {
     (void)module;
-    PyObject *items = PyObject_CallMethod(fields, "items", NULL);
+    /* Interned once: a name made afresh each call sits at a new address each
+       time, and CPython's type attribute cache keeps a reference to every one
+       (up to its size): memory that looks leaked under ASan's allocator. */
+    static PyObject *items_name;
+    if (items_name == NULL && (items_name = PyUnicode_InternFromString("items")) == NULL)
+        return NULL;
+    PyObject *items = PyObject_CallMethodNoArgs(fields, items_name);
     if (items == NULL)
         return NULL;
     PyObject *it = PyObject_GetIter(items);
