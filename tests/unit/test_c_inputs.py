@@ -8,6 +8,7 @@ process, so that a crash fails the test instead of killing pytest.
 
 from __future__ import annotations
 
+import operator
 import os
 import subprocess
 import sys
@@ -206,3 +207,56 @@ def test_probe_many_survives_a_pid_that_empties_the_list() -> None:
     result = _child(code)
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
     assert result.stdout.split(" ", 1)[0] == "3"  # the pids as they were passed: a copy is walked
+
+
+def _not_an_open_fd(value: object) -> bool:
+    """Not a descriptor this process holds (nor AT_FDCWD): a call with it cannot read anything real."""
+    try:
+        value = operator.index(value)  # as the C code takes it: Index(3) is fd 3
+    except Exception:
+        return True
+    if value == -100:  # AT_FDCWD
+        return False
+    try:
+        os.fstat(value)
+    except (OSError, OverflowError, ValueError):
+        return True
+    return False
+
+
+ODD = st.one_of(
+    st.none(),
+    st.integers(),
+    st.floats(),
+    st.text(alphabet=st.characters(blacklist_characters="/"), max_size=12),  # never an absolute path
+    st.binary(max_size=200).filter(lambda b: b"/" not in b),
+    st.builds(bytearray, st.binary(max_size=200)),
+    st.lists(st.integers(), max_size=4),
+    st.sampled_from(odd_arguments()),
+).filter(_not_an_open_fd)
+C_FUNCTIONS: list[Callable[..., object]] = [
+    parser_c.parse_smaps,
+    parser_c.format_totmaps,
+    proc_c.parse_stat,
+    proc_c.parse_status,
+    proc_c.read_at,
+    proc_c.probe,
+    proc_c.caller,
+    proc_c.probe_many,
+]
+
+
+@settings(max_examples=int(1000 * SCALE), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(st.sampled_from(C_FUNCTIONS), st.lists(ODD, max_size=4))
+def test_every_entry_point_refuses_odd_arguments(fn: Callable[..., object], args: list[object]) -> None:
+    """Any arguments at all (in-process: the child-process battery above has run the known crashers)."""
+    try:
+        result = fn(*args)
+    except SystemError as exc:  # a C API misuse: NULL returned with no exception set, and the like
+        raise AssertionError(f"{fn.__name__}{tuple(args)!r:.300}: {exc!r}") from exc
+    except Exception:
+        return
+    if fn is proc_c.probe_many:
+        for item in result:  # type: ignore[attr-defined]
+            if isinstance(item, tuple):
+                os.close(item[0])
