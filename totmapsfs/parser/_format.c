@@ -135,6 +135,13 @@ format_item(text_t *t, PyObject *name, PyObject *value, PyObject **not_ascii)
         return -1;
     }
     int rc;
+#if PY_VERSION_HEX < 0x030C0000
+    /* A legacy (wchar_t) str made by an old C API has no data to read until it is readied. */
+    if (PyUnicode_Check(name) && PyUnicode_READY(name) < 0) {
+        Py_DECREF(number);
+        return -1;
+    }
+#endif
     if (PyUnicode_CheckExact(name) && PyUnicode_IS_ASCII(name)) {
         /* The common case, at C speed: an ASCII str's data is its bytes. */
         rc = put_line(t, (const char *)PyUnicode_DATA(name), PyUnicode_GET_LENGTH(name), v);
