@@ -17,7 +17,12 @@ Every input is checked (check()):
 * the C parser gives the same outcome on a copy of the input in a buffer of
   exactly its size from malloc(), so that ASan and valgrind flag even a
   one-byte over-read (a bytes object has a spare NUL after its end);
-* a parsed result survives format_totmaps() and parsing back, unchanged.
+* a parsed result survives format_totmaps() and parsing back, unchanged;
+* the C format_totmaps and the reference (_format.format_totmaps) give the
+  same bytes or raise the same exception class on a hostile mapping that the
+  input describes (tests/support/adversarial.py: dict subclasses, mappings
+  that are not dicts, names of odd types and lengths, values whose __index__
+  changes the mapping, raises, or returns huge, negative or odd results).
 
 Coverage guidance: atheris instruments the bytecode of totmapsfs.parser._reference,
 totmapsfs.parser._format and this module (branches, comparisons, and its regex hook
@@ -27,8 +32,10 @@ as `make fuzz` does; the usual gcc build (tests/stress/test_fuzz.py, CI) has no 
 hooks, so there only its results are checked, on every input all the same.
 
 TOTMAPSFS_FUZZ_SABOTAGE=1 swaps in a C parser that swallows OverflowError
-(returns {}), a silent-overflow bug: tests/stress/test_fuzz.py uses it to prove
-that a difference makes this target fail and leave an artifact.
+(returns {}), a silent-overflow bug; TOTMAPSFS_FUZZ_SABOTAGE=format a C
+formatter that swallows RuntimeError (a mapping changed during the walk):
+tests/stress/test_fuzz.py uses them to prove that a difference makes this
+target fail and leave an artifact.
 """
 
 from __future__ import annotations
@@ -39,9 +46,14 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import cast
+from typing import Any, cast
+
+# tests/ on the path for support.adversarial (imports nothing of totmapsfs): PYTHONSAFEPATH=1 leaves it off.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from support.adversarial import format_outcome, mapping
 
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
+FormatFn = Callable[[Any], bytes]
 Outcome = tuple[str, object, object]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -57,10 +69,13 @@ class Mismatch(AssertionError):
 class Parsers:
     """The implementations under test, imported once (instrumented when fuzzing)."""
 
-    def __init__(self, c_parse: ParseFn, py_parse: ParseFn, reference: ModuleType, formatter: ModuleType) -> None:
+    def __init__(
+        self, c_parse: ParseFn, py_parse: ParseFn, c_format: FormatFn, reference: ModuleType, formatter: ModuleType
+    ) -> None:
         self.c_parse = c_parse
         self.py_parse = py_parse
         self.errors = (OverflowError, reference.SmapsParseError)
+        self.c_format = c_format
         self.format_totmaps = formatter.format_totmaps
 
 
@@ -114,6 +129,15 @@ def check(parsers: Parsers, data: bytes) -> None:
             again = outcome(parse, text, parsers.errors)
             if again != c:
                 raise Mismatch(f"format_totmaps round trip gave {again!r}, not {c!r}, for {text[:200]!r}")
+    check_format(parsers, data)
+
+
+def check_format(parsers: Parsers, data: bytes) -> None:
+    """Raise Mismatch unless both formatters agree on the hostile mapping *data* describes (a fresh one each)."""
+    c = format_outcome(parsers.c_format, mapping(data))
+    py = format_outcome(parsers.format_totmaps, mapping(data))
+    if c != py or c[0] == "not bytes":
+        raise Mismatch(f"format_totmaps: C {c!r} != Python {py!r} on the mapping of {_describe(data)}")
 
 
 def _sabotaged(parse: ParseFn) -> ParseFn:
@@ -128,14 +152,30 @@ def _sabotaged(parse: ParseFn) -> ParseFn:
     return parse_swallowing_overflow
 
 
+def _sabotaged_format(fmt: FormatFn) -> FormatFn:
+    """A formatter with a planted bug: a mapping changed while it is walked gives b"", not RuntimeError."""
+
+    def format_swallowing_runtime_error(fields: Any) -> bytes:
+        try:
+            return fmt(fields)
+        except RuntimeError:
+            return b""
+
+    return format_swallowing_runtime_error
+
+
 def load_parsers() -> Parsers:
-    """Import both implementations; TOTMAPSFS_FUZZ_SABOTAGE=1 plants the test bug."""
+    """Import both implementations; TOTMAPSFS_FUZZ_SABOTAGE=1 (or =format) plants a test bug."""
     from totmapsfs.parser import _format, _reference
+    from totmapsfs.parser._speedups import format_totmaps as c_format
     from totmapsfs.parser._speedups import parse_smaps as c_parse  # ImportError: no C parser to fuzz
 
-    if os.environ.get("TOTMAPSFS_FUZZ_SABOTAGE") == "1":
+    sabotage = os.environ.get("TOTMAPSFS_FUZZ_SABOTAGE")
+    if sabotage == "1":
         c_parse = _sabotaged(c_parse)
-    return Parsers(c_parse, _reference.parse_smaps, _reference, _format)
+    elif sabotage == "format":
+        c_format = _sabotaged_format(c_format)
+    return Parsers(c_parse, _reference.parse_smaps, c_format, _reference, _format)
 
 
 def _inputs(paths: list[str]) -> Iterator[Path]:

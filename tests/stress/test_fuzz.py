@@ -1,4 +1,4 @@
-"""The bounded CI run of the parser fuzz target (tests/programs/fuzz_parser.py), and proof that it can fail.
+"""The bounded CI run of the parser and formatter fuzz target (tests/programs/fuzz_parser.py), and proof it can fail.
 
 TOTMAPSFS_FUZZ_SECONDS (default 45) sets how long test_fuzz_bounded_run fuzzes;
 `make fuzz FUZZ_SECONDS=600` is the long run, with a corpus kept in build/fuzz.
@@ -94,16 +94,23 @@ def test_fuzz_bounded_run(tmp_path: Path) -> None:
     print(f"fuzz: {executed} inputs in {FUZZ_SECONDS} s, {_stat(output, 'new_units_added')} new corpus units")
 
 
-def test_fuzz_target_catches_a_planted_bug(tmp_path: Path) -> None:
-    """A C parser that swallows OverflowError must make the run fail and leave a reproducer."""
+@pytest.mark.parametrize(
+    ("sabotage", "mismatch", "error"),
+    [
+        ("1", "Mismatch: C ('ok'", "OverflowError"),  # a C parser that swallows OverflowError
+        ("format", "Mismatch: format_totmaps: C ('ok'", "RuntimeError"),  # a C formatter that swallows RuntimeError
+    ],
+)
+def test_fuzz_target_catches_a_planted_bug(tmp_path: Path, sabotage: str, mismatch: str, error: str) -> None:
+    """A planted difference must make the run fail and leave a reproducer."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     args = [f"-max_total_time={FUZZ_SECONDS}", f"-artifact_prefix={tmp_path}/", str(corpus), str(SEEDS)]
-    result = _run(args, timeout=FUZZ_SECONDS + 300, TOTMAPSFS_FUZZ_SABOTAGE="1")
+    result = _run(args, timeout=FUZZ_SECONDS + 300, TOTMAPSFS_FUZZ_SABOTAGE=sabotage)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "Mismatch: C ('ok'" in output and "OverflowError" in output, output[-3000:]
+    assert mismatch in output and error in output, output[-3000:]
     [crash] = _artifacts(tmp_path)
     # The artifact reproduces the failure, and only with the planted bug.
-    assert _run(["--replay", str(crash)], timeout=120, TOTMAPSFS_FUZZ_SABOTAGE="1").returncode == 1
+    assert _run(["--replay", str(crash)], timeout=120, TOTMAPSFS_FUZZ_SABOTAGE=sabotage).returncode == 1
     assert _run(["--replay", str(crash)], timeout=120).returncode == 0

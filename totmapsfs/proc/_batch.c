@@ -42,10 +42,13 @@ probe_many(PyObject *module, PyObject *args)
     PyObject *pids_obj;
     if (!PyArg_ParseTuple(args, "iO|p:probe_many", &rootfd, &pids_obj, &with_cgroup))
         return NULL;
-    PyObject *seq = PySequence_Fast(pids_obj, "probe_many() takes a sequence of pids");
+    /* A tuple, never the caller's list itself: a pid's __index__ (run by
+       PyLong_AsLong) may empty that list while we walk it. The tuple holds
+       its own reference to every item and cannot change size. */
+    PyObject *seq = PySequence_Tuple(pids_obj);
     if (seq == NULL)
         return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     long *pids = PyMem_Calloc((size_t)n + 1, sizeof *pids);
     scan_t *scans = PyMem_Calloc((size_t)n + 1, sizeof *scans);
     PyObject *result = NULL;
@@ -53,8 +56,10 @@ probe_many(PyObject *module, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
+    for (Py_ssize_t i = 0; i < n; i++)
+        scans[i].dirfd = -1; /* no fd yet: 0 is a descriptor like any other */
     for (Py_ssize_t i = 0; i < n; i++) {
-        pids[i] = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        pids[i] = PyLong_AsLong(PyTuple_GET_ITEM(seq, i));
         if (pids[i] == -1 && PyErr_Occurred())
             goto done;
     }
@@ -132,7 +137,7 @@ probe_many(PyObject *module, PyObject *args)
 done:
     if (scans != NULL) {
         for (Py_ssize_t i = 0; i < n; i++) {
-            if (scans[i].dirfd > 0 && result == NULL) /* else the caller owns it */
+            if (scans[i].dirfd >= 0 && result == NULL) /* else the caller owns it */
                 close(scans[i].dirfd);
             if (scans[i].have_status)
                 file_free(&scans[i].status);

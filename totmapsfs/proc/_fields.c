@@ -165,8 +165,9 @@ number(const char *p, size_t len, int present, int base)
 PyObject *
 status_fields(const char *data, size_t len)
 {
-    const char *val[NKEYS];
-    size_t vlen[NKEYS];
+    /* A missing key's slot is passed on (number() and ids() then ignore it): defined, not garbage. */
+    const char *val[NKEYS] = {NULL};
+    size_t vlen[NKEYS] = {0};
     int found[NKEYS] = {0};
     /* The memory counters block: from the "\n" before "VmSize:" to the "\n"
        before "CoreDumping:" (or the end). */

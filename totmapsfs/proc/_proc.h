@@ -31,7 +31,7 @@ typedef struct {
 HIDDEN void file_free(file_t *f);
 HIDDEN int slurp_flags(int dirfd, const char *name, file_t *f, int flags);
 HIDDEN int slurp(int dirfd, const char *name, file_t *f);
-HIDDEN PyObject *oserror(const char *name);
+HIDDEN PyObject *oserror(int err, const char *name);
 
 /* _fields.c: the tuples of proc/_text.py's Stat and Status, or NULL with an exception set */
 HIDDEN PyObject *stat_fields(const char *data, size_t len);

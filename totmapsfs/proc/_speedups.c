@@ -45,10 +45,12 @@ slurp_flags(int dirfd, const char *name, file_t *f, int flags)
         return -1;
     for (;;) {
         if (f->len == cap) {
-            size_t bigger = cap * 2;
-            char *p = f->data == f->small ? malloc(bigger) : realloc(f->data, bigger);
+            /* The caller makes a bytes of it: its size must fit a Py_ssize_t. */
+            size_t bigger = cap <= PY_SSIZE_T_MAX / 2 ? cap * 2 : 0;
+            char *p = bigger == 0 ? NULL : f->data == f->small ? malloc(bigger) : realloc(f->data, bigger);
             if (p == NULL) {
-                int saved = errno ? errno : ENOMEM;
+                /* Not errno: an earlier call (a read that hit EINTR) may have left it set. */
+                int saved = bigger == 0 ? EFBIG : ENOMEM;
                 file_free(f);
                 close(fd);
                 errno = saved;
@@ -83,12 +85,18 @@ slurp(int dirfd, const char *name, file_t *f)
     return slurp_flags(dirfd, name, f, O_NONBLOCK);
 }
 
+/* OSError(err, strerror(err), name). err is passed in, saved by the caller
+   right after the failing call: errno itself does not survive the decoding of
+   the name (an allocation) nor whatever ran in between. */
 PyObject *
-oserror(const char *name)
+oserror(int err, const char *name)
 {
     PyObject *filename = PyUnicode_DecodeFSDefault(name);
+    if (filename == NULL)
+        return NULL;
+    errno = err;
     PyObject *result = PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename);
-    Py_XDECREF(filename);
+    Py_DECREF(filename);
     return result;
 }
 
@@ -136,11 +144,13 @@ read_at(PyObject *module, PyObject *args)
         return NULL;
     const char *name = PyBytes_AS_STRING(name_obj);
     file_t f;
-    int rc;
+    int rc, err = 0;
     Py_BEGIN_ALLOW_THREADS
     rc = slurp_flags(dirfd, name, &f, wait ? 0 : O_NONBLOCK);
+    if (rc < 0)
+        err = errno;
     Py_END_ALLOW_THREADS
-    PyObject *result = rc < 0 ? oserror(name) : PyBytes_FromStringAndSize(f.data, (Py_ssize_t)f.len);
+    PyObject *result = rc < 0 ? oserror(err, name) : PyBytes_FromStringAndSize(f.data, (Py_ssize_t)f.len);
     if (rc == 0)
         file_free(&f);
     Py_DECREF(name_obj);
@@ -158,21 +168,20 @@ probe(PyObject *module, PyObject *arg)
         return PyErr_Format(PyExc_OverflowError, "not a file descriptor: %ld", fd);
     int dirfd = (int)fd;
     file_t status, stat;
-    int rc_status, rc_stat = -1, saved = 0;
+    int rc_status, rc_stat = -1, err = 0;
     /* status first: the engine learns from it whether there is an address space. */
     Py_BEGIN_ALLOW_THREADS
     rc_status = slurp(dirfd, "status", &status);
-    if (rc_status == 0) {
-        rc_stat = slurp(dirfd, "stat", &stat);
-        saved = errno;
-    }
+    if (rc_status < 0)
+        err = errno;
+    else if ((rc_stat = slurp(dirfd, "stat", &stat)) < 0)
+        err = errno;
     Py_END_ALLOW_THREADS
     if (rc_status < 0)
-        return oserror("status");
+        return oserror(err, "status");
     if (rc_stat < 0) {
         file_free(&status);
-        errno = saved;
-        return oserror("stat");
+        return oserror(err, "stat");
     }
     PyObject *st = stat_fields(stat.data, stat.len);
     PyObject *ss = st ? status_fields(status.data, status.len) : NULL;
@@ -213,12 +222,14 @@ caller(PyObject *module, PyObject *args)
     char path[64];
     snprintf(path, sizeof path, "%ld/status", tid);
     file_t status;
-    int rc;
+    int rc, err = 0;
     Py_BEGIN_ALLOW_THREADS
     rc = slurp(rootfd, path, &status);
+    if (rc < 0)
+        err = errno;
     Py_END_ALLOW_THREADS
     if (rc < 0)
-        return oserror(path);
+        return oserror(err, path);
     PyObject *fields = status_fields(status.data, status.len);
     file_free(&status);
     if (fields == NULL)
