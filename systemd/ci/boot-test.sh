@@ -103,6 +103,10 @@ DEFAULTS=/etc/default/totmapsfs
 # page runs, wants Debian's man user (base-passwd's uid 6, gid 12).
 grep -q '^man:' /etc/group || echo 'man:x:12:' >>/etc/group
 grep -q '^man:' /etc/passwd || echo 'man:x:6:12:man:/var/cache/man:/usr/sbin/nologin' >>/etc/passwd
+# A container image's /usr/sbin/policy-rc.d (Docker's exits 101) forbids
+# maintainer scripts to start services; a Debian host has none. Gone from
+# this container's throwaway /usr overlay only.
+rm -f /usr/sbin/policy-rc.d
 mkdir -p /etc/apt/apt.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d /var/cache/apt/archives/partial \
     /var/lib/apt/lists/partial /var/log/apt
 touch /etc/apt/sources.list
