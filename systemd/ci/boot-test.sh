@@ -338,17 +338,20 @@ check enable "is-enabled=$(systemctl is-enabled "$UNIT"), wanted by multi-user.t
 . /ci/bin/fleet-test.sh
 
 # --- 19. apt-get remove: stopped, unmounted, settings kept; purge: gone --
-# (The fleet path enabled the textfile timer, which would start the daemon
-# again: the package's prerm stops only totmapsfs.service.)
-systemctl disable --now totmapsfs-textfile.timer 2>/dev/null
+# With the textfile timer running, as on a fleet host: it Requires= the
+# daemon, so the package's prerm stops it first, or it would start the
+# daemon again.
 cp /tmp/defaults.edited "$DEFAULTS"
+systemctl enable --now totmapsfs-textfile.timer 2>/dev/null
 timeout 30 systemctl start "$UNIT"
 pid=$(main_pid)
+timer_before=$(systemctl is-active totmapsfs-textfile.timer)
 apt_get remove totmapsfs
 rc=$?
-check deb-remove "exit $rc: $(pkg_version); is-active=$(systemctl is-active "$UNIT"), pid ${pid:-?} $(kill -0 "${pid:-0}" 2>/dev/null && echo alive || echo gone)" \
-    '[ "$rc" = 0 ] && [ "$(pkg_version)" = "deinstall ok config-files $DEB_NEW" ] &&
-    [ "$(systemctl is-active "$UNIT")" != active ] && ! kill -0 "${pid:-0}" 2>/dev/null && [ ! -e /usr/bin/totmapsfs ]'
+check deb-remove "exit $rc: $(pkg_version); is-active=$(systemctl is-active "$UNIT"), pid ${pid:-?} $(kill -0 "${pid:-0}" 2>/dev/null && echo alive || echo gone); textfile timer $timer_before -> $(systemctl is-active totmapsfs-textfile.timer)" \
+    '[ "$rc" = 0 ] && [ "$(pkg_version)" = "deinstall ok config-files $DEB_NEW" ] && [ "$timer_before" = active ] &&
+    [ "$(systemctl is-active "$UNIT")" != active ] && ! kill -0 "${pid:-0}" 2>/dev/null && [ ! -e /usr/bin/totmapsfs ] &&
+    [ "$(systemctl is-active totmapsfs-textfile.timer)" != active ]'
 check deb-remove-no-mount "no fuse.totmapsfs in /proc/self/mountinfo: $(grep -c " - fuse\.totmapsfs " /proc/self/mountinfo) line(s)" \
     '! grep -q " - fuse\.totmapsfs " /proc/self/mountinfo'
 check deb-remove-kept-conffile "the edited $DEFAULTS is kept by remove" 'cmp -s "$DEFAULTS" /tmp/defaults.edited'
