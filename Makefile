@@ -1,33 +1,66 @@
-# totmapsfs — `make run` mounts at /run/totmaps, `make test` runs the whole suite.
-# Both install what they need first (Debian packages, then a virtualenv with
-# the package and its C extension), so each works on a fresh Debian 12 box as root.
+# totmapsfs. Deploy with the Debian package: `make deb` (root: installs the
+# build tools with apt-get), then `apt install ./totmapsfs_*.deb`. From the
+# source tree: `make run` mounts at /run/totmaps, `make test` runs the whole
+# suite (both root: `make deps` first), `make check` the conventions (no root).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MOUNTPOINT ?= /run/totmaps
 ARGS ?=
-APT_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev python3-venv util-linux procps systemd systemd-container prometheus prometheus-node-exporter dbus
+# The one place of the version is totmapsfs/__init__.py (pyproject.toml reads it too).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' totmapsfs/__init__.py)
+
+# Debian packages, by what needs them. Only `deps`, `install` and `deb` run
+# apt-get (as root); the venv targets (check, unit, venv) only say what is missing.
+# BUILD: the venv: pyfuse3 has no wheel on PyPI (pip builds it against
+# libfuse3 with pkg-config), gcc and python3-dev build our C extensions,
+# python3-venv gives Debian's python3 its venv module.
+BUILD_PACKAGES := python3-venv python3-dev gcc libfuse3-dev pkg-config
+# RUN: fusermount3, which libfuse and the unit call.
+RUN_PACKAGES := fuse3
+# TEST: the suite's tools. prometheus (promtool) and prometheus-node-exporter
+# check the shipped rules and run the boot test's fleet path (their services
+# are not started here: the boot test starts its own, inside the container),
+# dbus for node_exporter's systemd collector, git for the fresh-clone tests.
+# python3-pyfuse3, python3-trio, python3-outcome: the .deb's Depends, which the
+# boot test's container (this host's /usr, no network) installs it against.
+TEST_PACKAGES := util-linux procps git systemd systemd-container prometheus prometheus-node-exporter dbus \
+	python3-pyfuse3 python3-trio python3-outcome
+# DEB: what `make deb` builds and checks the package with (debian/control's Build-Depends, and lintian).
+DEB_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all-dev python3-setuptools help2man lintian
+
+# $(call missing,PACKAGES): those of PACKAGES not installed (none where there is no dpkg).
+missing = $$(command -v dpkg-query >/dev/null && for p in $(1); do \
+	dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done)
+# $(call apt_need,PACKAGES): install the missing ones (root).
+apt_need = @missing="$(call missing,$(1))"; if [ -n "$$missing" ]; then \
+	echo "installing Debian packages:" $$missing; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+# $(call apt_check,PACKAGES): stop with one line naming the missing ones (no root needed to look).
+apt_check = @missing="$(call missing,$(1))"; if [ -n "$$missing" ]; then \
+	echo "missing Debian packages:" $$missing "(as root: make deps, or apt-get install" $$missing")" >&2; exit 1; fi
 
 .PHONY: run test check unit deps venv clean
 
-run: venv
+run: deps venv
 	$(VENV)/bin/totmapsfs $(ARGS) $(MOUNTPOINT)
 
 # TOTMAPSFS_REQUIRE_C: the suite fails, not falls back, if the C parser did not build.
 # Every tier (tests/conftest.py); one tier: make test PYTEST_ARGS="-m unit".
 # Not the walk duty's figures (tests/stress/test_duty.py): shares of time
 # measured on a real machine, statistical, so in `make stress` only.
-test: venv
+test: deps venv
 	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest --ignore=tests/stress/test_duty.py $(PYTEST_ARGS)
 
 # The unit tier alone: no root, no mount, under a minute.
 unit: venv
 	TOTMAPSFS_REQUIRE_C=1 $(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-# Conventions, enforced (no root, no mount): ruff lint and format, mypy on the
+# Conventions, enforced (no root, no mount, no apt): ruff lint and format, mypy on the
 # package, and import-linter's contracts (layers point down; FUSE and trio only
-# in the adapter and the service). Configuration: pyproject.toml.
+# in the adapter and the service). Configuration: pyproject.toml. The tools come
+# from pip (the "check" extra); the venv needs BUILD_PACKAGES (see above).
 check: venv $(VENV)/.check-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -38,21 +71,18 @@ $(VENV)/.check-installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,check]'
 	touch $@
 
-# Debian packages: libfuse3-dev and pkg-config build pyfuse3, fuse3 gives
-# fusermount3, gcc and python3-dev build our C parser; prometheus (promtool)
-# and prometheus-node-exporter check the shipped rules and run the boot
-# test's fleet path (their services are not started here: the boot test starts
-# its own, inside the container), dbus for node_exporter's systemd collector.
+# Everything the targets here use, as root: the venv's build, the daemon's
+# run time, the suite's tools and the package build.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+	$(call apt_need,$(BUILD_PACKAGES) $(RUN_PACKAGES) $(TEST_PACKAGES) $(DEB_PACKAGES))
 
-venv: deps $(VENV)/.installed
+venv:
+	$(call apt_check,$(BUILD_PACKAGES))
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
+# The editable install: the tests and the benchmark import totmapsfs.harness
+# and totmapsfs.bench from this tree (the built wheel leaves them out).
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -63,55 +93,77 @@ clean:
 	rm -rf $(VENV) build *.egg-info totmapsfs/*/*.so
 
 # ---------------------------------------------------------------------------
-# Deployment as a systemd service (systemd/totmapsfs.service).
-# `make install` puts the package in its own virtualenv under $(PREFIX) (a
-# pip install of this tree, which builds the C extension), the unit in
-# $(UNITDIR) (with the textfile writer's, disabled; the Prometheus rules go to
-# $(PREFIX)/share/prometheus) and an example /etc/default/totmapsfs (only when missing), then
-# reloads systemd when it is running. `make uninstall` reverses it (keeping an
-# edited /etc/default/totmapsfs). DESTDIR installs into another root, e.g. a
-# container's (the venv is built there, then its scripts are pointed back at
-# $(PREFIX)); nothing outside DESTDIR is touched and systemd is not reloaded.
+# The Debian package: totmapsfs_$(DEB_VERSION)_<arch>.deb in $(DEB_DIR), built
+# (debhelper, dh-python, pybuild: debian/) from a copy of this tree as it is
+# (less what .gitignore names), against Debian's python3-pyfuse3 and
+# python3-trio; lintian must find no error. debian/changelog is written here
+# from VERSION (the one version); DEB_VERSION=0.0.9 builds a lower one (the
+# boot test's upgrade). Install it with `apt install ./totmapsfs_*.deb`.
+DEB_VERSION ?= $(VERSION)
+DEB_DIR ?= .
+DEB_BUILD = build/deb-$(DEB_VERSION)
+DEB_MAINTAINER := $(shell sed -n 's/^Maintainer: //p' debian/control)
+
+.PHONY: deb
+deb:
+	$(call apt_need,$(DEB_PACKAGES))
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/src
+	tar -c --exclude-vcs --exclude-vcs-ignores --exclude=./build --exclude=./$(VENV) --exclude='./*.deb' . \
+		| tar -x -C $(DEB_BUILD)/src
+	printf '%s\n' 'totmapsfs ($(DEB_VERSION)) unstable; urgency=medium' '' \
+		'  * Built from the source tree$(shell git describe --always --dirty 2>/dev/null | sed "s/^/ at /").' '' \
+		' -- $(DEB_MAINTAINER)  $(shell date -R)' >$(DEB_BUILD)/src/debian/changelog
+	@# The system's PATH: the package is built for Debian's python3, not a pyenv's or a venv's.
+	cd $(DEB_BUILD)/src && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -b -us -uc
+	lintian --fail-on error --info $(DEB_BUILD)/totmapsfs_$(DEB_VERSION)_*.changes
+	mkdir -p $(DEB_DIR) && cp $(DEB_BUILD)/totmapsfs_$(DEB_VERSION)_*.deb $(DEB_DIR)/
+
+# ---------------------------------------------------------------------------
+# `make install`: for a host without the package (not Debian, or a quick try
+# from source): the daemon and its run-time dependencies (pyfuse3, trio) in
+# their own virtualenv under $(PREFIX), built by pip from this tree; the
+# commands linked into $(BINDIR), which is on systemd's executable search path
+# (the units name totmapsfs and totmapsfs-textfile without a directory, so the
+# same unit files serve the package's /usr/bin); the units in $(UNITDIR) (the
+# textfile writer's disabled), the Prometheus rules in $(PREFIX)/share/prometheus,
+# an example /etc/default/totmapsfs (only when there is none); then reloads
+# systemd when it is running. `make uninstall` reverses it (keeping an edited
+# /etc/default/totmapsfs). DESTDIR installs into another root, e.g. a
+# container's: nothing outside DESTDIR is touched and systemd is not reloaded.
 PREFIX ?= /opt/totmapsfs
+BINDIR ?= /usr/local/bin
 UNITDIR ?= /etc/systemd/system
 DEFAULTSDIR ?= /etc/default
 DESTDIR ?=
-# The system's interpreter for a system service (Debian 12: 3.11, with
-# python3-venv and python3-dev from `deps`); else whatever $(PYTHON) is.
+# The system's interpreter for a system service (Debian 12: 3.11); else whatever $(PYTHON) is.
 INSTALL_PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo $(PYTHON))
 _IVENV = $(DESTDIR)$(PREFIX)
+UNITS := totmapsfs.service totmapsfs-textfile.service totmapsfs-textfile.timer
 
 .PHONY: install uninstall boot-test
 
-install: deps
+install:
 	@case "$(PREFIX)" in /?*) ;; *) echo "PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 1;; esac
+	$(call apt_need,$(BUILD_PACKAGES) $(RUN_PACKAGES))
 	test -x $(_IVENV)/bin/python || $(INSTALL_PYTHON) -m venv $(_IVENV)
 	@# setuptools builds in ./build and copies whatever an earlier build left there: start clean.
 	rm -rf build/lib.* build/bdist.*
 	$(_IVENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade .
-	@# The service runs the daemon only: the benchmark and its harness stay in the source tree.
-	rm -rf "$$($(_IVENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/totmapsfs/bench \
-		"$$($(_IVENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"/totmapsfs/harness
-	$(_IVENV)/bin/python -c "import totmapsfs.parser._speedups, totmapsfs.service"
+	@# From / and with -P (no script directory on sys.path): the installed copy, never this tree's.
+	cd / && $(_IVENV)/bin/python -P -c "import totmapsfs.parser._speedups, totmapsfs.proc._speedups, totmapsfs.service"
+	@# A venv's scripts name its interpreter by absolute path (pip has no
+	@# relocation): with DESTDIR, point them at $(PREFIX), where the venv will run.
 	@if [ -n "$(DESTDIR)" ]; then \
-		echo "relocating $(_IVENV) to $(PREFIX)"; \
 		grep -lIr -F "$(_IVENV)" $(_IVENV)/bin $(_IVENV)/pyvenv.cfg | xargs -r sed -i "s|$(_IVENV)|$(PREFIX)|g"; \
 	fi
-	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|/opt/totmapsfs/|$(PREFIX)/|g' systemd/totmapsfs.service > $(DESTDIR)$(UNITDIR)/totmapsfs.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/totmapsfs.service
-	@# The Prometheus rules, for the users' Prometheus server (see README).
-	install -D -m 0644 systemd/prometheus/totmapsfs.rules.yml $(_IVENV)/share/prometheus/totmapsfs.rules.yml
-	@# The node_exporter textfile writer, installed disabled.
 	install -m 0755 systemd/totmapsfs-textfile $(_IVENV)/bin/totmapsfs-textfile
-	sed 's|/opt/totmapsfs/|$(PREFIX)/|g' systemd/totmapsfs-textfile.service > $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service
-	install -m 0644 systemd/totmapsfs-textfile.timer $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.timer
-	chmod 0644 $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service
-	@if [ -e $(DESTDIR)$(DEFAULTSDIR)/totmapsfs ]; then \
-		echo "keeping existing $(DESTDIR)$(DEFAULTSDIR)/totmapsfs"; \
-	else \
-		install -D -m 0644 systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; \
-	fi
+	install -d $(DESTDIR)$(BINDIR)
+	ln -sfn $(PREFIX)/bin/totmapsfs $(DESTDIR)$(BINDIR)/totmapsfs
+	ln -sfn $(PREFIX)/bin/totmapsfs-textfile $(DESTDIR)$(BINDIR)/totmapsfs-textfile
+	install -D -m 0644 -t $(DESTDIR)$(UNITDIR) $(addprefix systemd/,$(UNITS))
+	install -D -m 0644 systemd/prometheus/totmapsfs.rules.yml $(_IVENV)/share/prometheus/totmapsfs.rules.yml
+	install -d $(DESTDIR)$(DEFAULTSDIR)
+	cp -n systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		systemctl daemon-reload && echo "installed; start with: systemctl enable --now totmapsfs (running already: systemctl restart totmapsfs);" \
 			"for node_exporter: systemctl enable --now totmapsfs-textfile.timer"; \
@@ -125,8 +177,10 @@ uninstall:
 		systemctl disable --now totmapsfs-textfile.timer 2>/dev/null || true; \
 		systemctl disable --now totmapsfs.service 2>/dev/null || true; \
 	fi
-	rm -f $(DESTDIR)$(UNITDIR)/totmapsfs.service $(DESTDIR)$(UNITDIR)/totmapsfs-textfile.service \
-		$(DESTDIR)$(UNITDIR)/totmapsfs-textfile.timer
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	@# Only our links: a totmapsfs there that is not one is left alone.
+	@for cmd in totmapsfs totmapsfs-textfile; do \
+		[ "$$(readlink $(DESTDIR)$(BINDIR)/$$cmd)" = "$(PREFIX)/bin/$$cmd" ] && rm -f $(DESTDIR)$(BINDIR)/$$cmd; done; true
 	@if [ -e $(DESTDIR)$(DEFAULTSDIR)/totmapsfs ]; then \
 		if cmp -s systemd/totmapsfs.default $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; then \
 			rm -f $(DESTDIR)$(DEFAULTSDIR)/totmapsfs; \
@@ -146,16 +200,16 @@ uninstall:
 		echo "uninstalled; systemd is not running here (or DESTDIR is set): skipped systemctl daemon-reload"; \
 	fi
 
-# A real systemd boot (systemd-nspawn) that installs with DESTDIR, starts,
-# kills, restarts and stops the service; also part of `make test`.
-boot-test: venv
+# A real systemd boot (systemd-nspawn) that installs the .deb, upgrades,
+# starts, kills, restarts, stops, removes and purges the service; also part of `make test`.
+boot-test: deps venv
 	$(PY) -m pytest -v tests/systemd $(PYTEST_ARGS)
 
 # Performance: mounts totmapsfs in a temporary directory, makes its
 # own workloads and prints medians [min-max] with the targets; root, a few
 # minutes. BENCH_ARGS=--quick for ~30 s; pip install '.[plot]' for the PNG.
 .PHONY: bench
-bench: venv
+bench: deps venv
 	$(PY) -m totmapsfs.bench $(BENCH_ARGS)
 
 # Reliability: the churn/pid-reuse, load and fault tests for
@@ -164,7 +218,7 @@ bench: venv
 # are printed as they come.
 STRESS_SECONDS ?= 120
 .PHONY: stress
-stress: venv
+stress: deps venv
 	TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_STRESS_SECONDS=$(STRESS_SECONDS) $(PY) -m pytest -s \
 		tests/stress/test_churn.py tests/stress/test_load.py tests/stress/test_faults.py tests/stress/test_duty.py \
 		$(PYTEST_ARGS)

@@ -1,8 +1,10 @@
 #!/bin/bash
 # The boot test's checks, run INSIDE a systemd-nspawn-booted container by
-# citest.service (see tests/systemd/test_systemd.py, which boots it and reads the
-# results). totmapsfs.service was started at boot (citest.service Wants= and
-# is ordered After= it); this script then exercises it through systemctl.
+# citest.service (see tests/systemd/test_boot.py, which builds the two .debs,
+# boots the container and reads the results). This script first installs the
+# package with apt-get (section 0: install, then an upgrade over a lower
+# version), exercises the running service through systemctl (sections 1-18),
+# and ends with apt-get remove and purge (section 19).
 #
 # Output: one line per check, "PASS <name>: <detail>" or "FAIL <name>: <detail>",
 # and "TIME <name> <ms>" lines, to the console and to /ci-out/result.log; the
@@ -12,9 +14,11 @@
 # fleet path (node_exporter, Prometheus, the textfile timer), are in
 # fleet-test.sh, sourced at the end.
 #
-# Only /usr is the host's here (nspawn --volatile=yes): no /etc/alternatives,
-# so no awk; coreutils, grep, sed, util-linux and bash only (and, for the
-# fleet path's two helpers, python3).
+# /usr is the host's under a throwaway overlay, /var/lib/dpkg a copy of the
+# host's database (so apt-get sees what the host has installed: the .deb's
+# Depends), /etc and the rest of /var a fresh tmpfs; no network. No
+# /etc/alternatives, so no awk; coreutils, grep, sed, util-linux and bash
+# only (and, for the fleet path's two helpers, python3).
 
 set -u
 export LC_ALL=C
@@ -88,21 +92,78 @@ cleanup_bg() {
 
 log "boot test: $(uname -r), $(systemctl --version | head -1)"
 
-# --- 1. Started at boot; "active" means the mount answers -----------------
-# citest.service is ordered After=totmapsfs.service, and the unit is
-# Type=notify, so reaching this line means READY=1 was sent. The very first
-# access below is not retried: active must already imply a serving mount.
+# --- 0. The package: install, then upgrade over it -------------------------
+# /ci/debs holds two builds of this tree: DEB_LOW (a lower version) and
+# DEB_NEW. apt-get resolves their Depends against the host's database; with
+# no network, anything missing fails the install.
+# shellcheck source=/dev/null
+. /ci/debs/versions
+DEFAULTS=/etc/default/totmapsfs
+# /etc is a fresh tmpfs: the host's man-db trigger, which installing a man
+# page runs, wants Debian's man user (base-passwd's uid 6, gid 12).
+grep -q '^man:' /etc/group || echo 'man:x:12:' >>/etc/group
+grep -q '^man:' /etc/passwd || echo 'man:x:6:12:man:/var/cache/man:/usr/sbin/nologin' >>/etc/passwd
+# A container image's /usr/sbin/policy-rc.d (Docker's exits 101) forbids
+# maintainer scripts to start services; a Debian host has none. Gone from
+# this container's throwaway /usr overlay only.
+rm -f /usr/sbin/policy-rc.d
+mkdir -p /etc/apt/apt.conf.d /etc/apt/preferences.d /etc/apt/sources.list.d /var/cache/apt/archives/partial \
+    /var/lib/apt/lists/partial /var/log/apt
+touch /etc/apt/sources.list
+apt_get() { DEBIAN_FRONTEND=noninteractive timeout 120 apt-get -y -q "$@" >>/ci-out/apt.log 2>&1; }
+pkg_version() { dpkg-query -W -f='${Status} ${Version}' totmapsfs 2>/dev/null; }
+t0=$(now_ms)
+cd /ci/debs && apt_get install "./totmapsfs_${DEB_LOW}_$(dpkg --print-architecture).deb"
+rc=$?
+cd /
+timing apt-install $(($(now_ms) - t0))
+# Type=notify: the postinst's start returns once the mount answers, so the
+# very first read below is not retried.
+check deb-install "apt-get install exit $rc: $(pkg_version); is-enabled=$(systemctl is-enabled "$UNIT" 2>&1), is-active=$(systemctl is-active "$UNIT")" \
+    '[ "$rc" = 0 ] && [ "$(pkg_version)" = "install ok installed $DEB_LOW" ] &&
+    [ "$(systemctl is-enabled "$UNIT")" = enabled ] && [ "$(systemctl is-active "$UNIT")" = active ] &&
+    one_mount "$MP" && reads_pss "$MP/self/totmaps"'
+check deb-files "command, man page, rules, conffile $DEFAULTS" \
+    '[ "$(command -v totmapsfs)" = /usr/bin/totmapsfs ] && [ -x /usr/bin/totmapsfs-textfile ] &&
+    [ -f /usr/share/man/man8/totmapsfs.8.gz ] && [ -f /usr/share/totmapsfs/prometheus/totmapsfs.rules.yml ] &&
+    dpkg-query -W -f="\${Conffiles}" totmapsfs | grep -q "^ $DEFAULTS "'
+check deb-textfile-not-enabled "timer is-enabled=$(systemctl is-enabled totmapsfs-textfile.timer 2>&1), is-active=$(systemctl is-active totmapsfs-textfile.timer)" \
+    '[ "$(systemctl is-enabled totmapsfs-textfile.timer)" = disabled ] &&
+    [ "$(systemctl is-active totmapsfs-textfile.timer)" = inactive ]'
+# The admin edits the conffile; the upgrade keeps the edit and restarts the
+# daemon (a new process, started after the upgrade began), which reads it.
+echo 'TOTMAPSFS_OPTIONS="--max-age 2"' >>"$DEFAULTS"
+cp "$DEFAULTS" /tmp/defaults.edited
+before_pid=$(main_pid)
+before_start=$(prop "$UNIT" ExecMainStartTimestampMonotonic)
+cd /ci/debs && apt_get install "./totmapsfs_${DEB_NEW}_$(dpkg --print-architecture).deb"
+rc=$?
+cd /
+after_pid=$(main_pid)
+after_start=$(prop "$UNIT" ExecMainStartTimestampMonotonic)
+check deb-upgrade "exit $rc: $(pkg_version) over $DEB_LOW; MainPID $before_pid -> $after_pid, started at $before_start -> $after_start us" \
+    '[ "$rc" = 0 ] && [ "$(pkg_version)" = "install ok installed $DEB_NEW" ] &&
+    [ "${after_pid:-0}" != 0 ] && [ "$after_pid" != "$before_pid" ] && [ "${after_start:-0}" -gt "${before_start:-0}" ] &&
+    [ "$(systemctl is-active "$UNIT")" = active ] && one_mount "$MP" && reads_pss "$MP/self/totmaps"'
+check deb-upgrade-kept-conffile "the edit is still in $DEFAULTS and the new daemon runs with it: $(tr '\0' ' ' </proc/"${after_pid:-0}"/cmdline 2>/dev/null)" \
+    'cmp -s "$DEFAULTS" /tmp/defaults.edited && tr "\0" " " </proc/"$after_pid"/cmdline | grep -q -- "--max-age 2 "'
+# The rest runs the new version with the shipped, unedited settings.
+cp /ci/totmapsfs.default "$DEFAULTS"
+timeout 30 systemctl restart "$UNIT"
+
+# --- 1. Started by the package; "active" means the mount answers -----------
+# The unit is Type=notify, so systemctl start (restart) returning means
+# READY=1 was sent. The very first access below is not retried: active must
+# already imply a serving mount.
 state=$(systemctl is-active "$UNIT")
 if [ "$state" = active ] && has_mount "$MP" && reads_pss "$MP/self/totmaps"; then
-    pass boot-active-and-answering "active at boot, first read through $MP answered"
+    pass boot-active-and-answering "active after restart, first read through $MP answered"
 else
     fail boot-active-and-answering "is-active=$state; mountinfo: $(mounts_at "$MP" | head -1)"
 fi
-boot_us=$(systemctl show -P UserspaceTimestampMonotonic)
 exit_us=$(prop "$UNIT" InactiveExitTimestampMonotonic)
 ready_us=$(prop "$UNIT" ActiveEnterTimestampMonotonic)
-if [ -n "$boot_us" ] && [ "${ready_us:-0}" -gt 0 ]; then
-    timing boot-to-ready $(((ready_us - boot_us) / 1000))
+if [ "${ready_us:-0}" -gt 0 ]; then
     timing start-to-ready $(((ready_us - exit_us) / 1000))
 fi
 
@@ -202,7 +263,7 @@ check stop-logged "journal has 'unmounted $MP'" 'journal_has "unmounted $MP"'
 cleanup_bg
 
 # --- 8. A stale mount from a daemon killed outside systemd is cleared ------
-/opt/totmapsfs/bin/totmapsfs "$MP" 2>/dev/null &
+/usr/bin/totmapsfs "$MP" 2>/dev/null &
 rogue=$!
 if wait_until 10 reads_pss "$MP/self/totmaps"; then
     kill -9 "$rogue"
@@ -220,8 +281,7 @@ else
 fi
 
 # --- 9. Options from /etc/default/totmapsfs, no unit edit ------------------
-mkdir -p /etc/default
-cp /ci/stage/etc/default/totmapsfs /etc/default/totmapsfs
+cp /ci/totmapsfs.default /etc/default/totmapsfs
 printf '%s\n' 'TOTMAPSFS_MOUNTPOINT=/run/totmaps-alt' \
     'TOTMAPSFS_OPTIONS="--source smaps --max-age 0 --debug"' >>/etc/default/totmapsfs
 if timeout 30 systemctl start "$UNIT"; then
@@ -233,7 +293,7 @@ else
 fi
 timeout 30 systemctl stop "$UNIT"
 check env-file-stop-unmounted "no mount left at /run/totmaps-alt" 'no_mount /run/totmaps-alt'
-rm -f /etc/default/totmapsfs
+cp /ci/totmapsfs.default /etc/default/totmapsfs
 
 # --- 10. The capability set is minimal: drop either one and something breaks --
 # Each run: a drop-in narrowing CapabilityBoundingSet=, no restarts.
@@ -269,15 +329,37 @@ check cap-shipped-set-suffices "CAP_SYS_ADMIN CAP_SYS_PTRACE: $r" \
 check cap-no-mount-left "no mount left after the capability runs" 'no_mount "$MP"'
 cleanup_bg
 
-# --- 11. Enable for every boot ---------------------------------------------
-systemctl enable "$UNIT" 2>/dev/null
+# --- 11. Enabled for every boot (by the package) -------------------------
 check enable "is-enabled=$(systemctl is-enabled "$UNIT"), wanted by multi-user.target" \
     '[ -L /etc/systemd/system/multi-user.target.wants/$UNIT ]'
-systemctl disable "$UNIT" 2>/dev/null
 
 # --- 12-18. The fleet path: node_exporter, Prometheus, the textfile timer --
 # shellcheck source=fleet-test.sh
 . /ci/bin/fleet-test.sh
+
+# --- 19. apt-get remove: stopped, unmounted, settings kept; purge: gone --
+# With the textfile timer running, as on a fleet host: it Requires= the
+# daemon, so the package's prerm stops it first, or it would start the
+# daemon again.
+cp /tmp/defaults.edited "$DEFAULTS"
+systemctl enable --now totmapsfs-textfile.timer 2>/dev/null
+timeout 30 systemctl start "$UNIT"
+pid=$(main_pid)
+timer_before=$(systemctl is-active totmapsfs-textfile.timer)
+apt_get remove totmapsfs
+rc=$?
+check deb-remove "exit $rc: $(pkg_version); is-active=$(systemctl is-active "$UNIT"), pid ${pid:-?} $(kill -0 "${pid:-0}" 2>/dev/null && echo alive || echo gone); textfile timer $timer_before -> $(systemctl is-active totmapsfs-textfile.timer)" \
+    '[ "$rc" = 0 ] && [ "$(pkg_version)" = "deinstall ok config-files $DEB_NEW" ] && [ "$timer_before" = active ] &&
+    [ "$(systemctl is-active "$UNIT")" != active ] && ! kill -0 "${pid:-0}" 2>/dev/null && [ ! -e /usr/bin/totmapsfs ] &&
+    [ "$(systemctl is-active totmapsfs-textfile.timer)" != active ]'
+check deb-remove-no-mount "no fuse.totmapsfs in /proc/self/mountinfo: $(grep -c " - fuse\.totmapsfs " /proc/self/mountinfo) line(s)" \
+    '! grep -q " - fuse\.totmapsfs " /proc/self/mountinfo'
+check deb-remove-kept-conffile "the edited $DEFAULTS is kept by remove" 'cmp -s "$DEFAULTS" /tmp/defaults.edited'
+apt_get purge totmapsfs
+rc=$?
+check deb-purge "exit $rc: $(pkg_version || echo 'not known to dpkg'); $DEFAULTS $([ -e "$DEFAULTS" ] && echo exists || echo gone)" \
+    '[ "$rc" = 0 ] && [ -z "$(pkg_version)" ] && [ ! -e "$DEFAULTS" ] &&
+    [ ! -e /etc/systemd/system/multi-user.target.wants/$UNIT ]'
 
 journalctl -b -u "$UNIT" --no-pager -o short-monotonic >/ci-out/journal.log 2>&1
 journalctl -b -u totmapsfs-textfile.service -u prometheus-node-exporter.service -u prometheus.service \

@@ -12,8 +12,8 @@
 # PromQL answers compared with what the mount says, the end-to-end delay of a
 # memory change, and each alert going pending on the failure it is for.
 #
-# /etc is a fresh tmpfs here: no prometheus user, no /etc/default files, no
-# /var/lib/prometheus. They are made the way Debian's packages make them.
+# /etc is a fresh tmpfs here: no prometheus user, no /etc/default files but
+# the package's, no /var/lib/prometheus. They are made the way Debian's packages make them.
 
 FLEET_DIR=/var/lib/prometheus/node-exporter
 PROM_FILE=$FLEET_DIR/totmapsfs.prom
@@ -22,7 +22,7 @@ TIMER=totmapsfs-textfile.timer
 PROBE=fleet-probe.service
 PROBE_STATE=/run/fleet-probe.state
 PROBE_SERIES="totmapsfs_cgroup_pss_bytes{cgroup=\"/system.slice/$PROBE\"}"
-SHIPPED_RULES=/opt/totmapsfs/share/prometheus/totmapsfs.rules.yml
+SHIPPED_RULES=/usr/share/totmapsfs/prometheus/totmapsfs.rules.yml
 TEST_RULES=/etc/prometheus/totmapsfs.rules.yml
 GROW_MIB=64
 
@@ -195,7 +195,7 @@ check textfile-refreshed "mtime advanced by the timer alone: $interval ms betwee
 # the 8: processes, left out, oldest answer, walks, walk seconds, 3 held answers.
 timeout 5 cat "$MP/metrics" >/tmp/metrics.default
 read -r s1 c1 n1 f1 b1 < <(series_counts /tmp/metrics.default)
-/opt/totmapsfs/bin/totmapsfs --metrics-top 10 --metrics-cgroup-depth 2 --metrics-fields Rss,Pss,USS,Swap,SwapPss \
+/usr/bin/totmapsfs --metrics-top 10 --metrics-cgroup-depth 2 --metrics-fields Rss,Pss,USS,Swap,SwapPss \
     /run/totmaps-fleet 2>/dev/null &
 fleet_daemon=$!
 wait_until 10 reads_pss /run/totmaps-fleet/self/totmaps && timeout 5 cat /run/totmaps-fleet/metrics >/tmp/metrics.fleet
@@ -274,7 +274,8 @@ check textfile-hardening-applied "inside the writer: $sandbox(PID 1: $(readlink 
     '[[ "$sandbox" == "CapEff:0000000000080000 CapBnd:0000000000080000 NoNewPrivs:1 Seccomp:2 mnt:"* ]] &&
     [[ "$sandbox" != *"$(readlink /proc/1/ns/mnt)"* ]] && [[ "$sandbox" == *"Read-only file system"* ]] &&
     [[ "$sandbox" == *mount-visible* ]]'
-rm -rf /etc/systemd/system/$TEXTFILE.d /etc/default/totmapsfs "$ALT"
+rm -rf /etc/systemd/system/$TEXTFILE.d "$ALT"
+cp /ci/totmapsfs.default /etc/default/totmapsfs
 systemctl daemon-reload
 
 systemctl stop prometheus.service prometheus-node-exporter.service "$PROBE" "$UNIT"

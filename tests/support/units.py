@@ -19,7 +19,11 @@ TEXTFILE_TIMER = SYSTEMD / "totmapsfs-textfile.timer"
 TEXTFILE_SCRIPT = SYSTEMD / "totmapsfs-textfile"
 RULES = SYSTEMD / "prometheus/totmapsfs.rules.yml"
 CI = SYSTEMD / "ci"
+# `make install`'s virtualenv, and where it links the commands.
 PREFIX = "/opt/totmapsfs"
+BINDIR = "/usr/local/bin"
+# The units name their commands without a directory (systemd's search path).
+COMMANDS = ("totmapsfs", "totmapsfs-textfile")
 # Debian's textfile directory (prometheus-node-exporter's default), the writer's default.
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
@@ -38,8 +42,25 @@ def need_analyze() -> str:
 def verify(unit: Path) -> str:
     """`systemd-analyze verify` output (it exits 0 on unknown keys: the output is the verdict)."""
     need_analyze()
-    res = run(["systemd-analyze", "verify", "--no-pager", str(unit)], timeout=60)
+    # --man=no: Documentation= names totmapsfs(8), which the package installs
+    # (test_package checks the page).
+    res = run(["systemd-analyze", "verify", "--man=no", "--no-pager", str(unit)], timeout=60)
     return (res.stdout + res.stderr).strip() + (f"\n(exit status {res.returncode})" if res.returncode else "")
+
+
+def at(text: str, bindir: Path | str) -> str:
+    """A unit's text with its commands' ExecStart= pointed into ``bindir`` (systemd-analyze verify wants them)."""
+    return re.sub(r"^ExecStart=(totmapsfs(?:-textfile)?)(?=\s|$)", rf"ExecStart={bindir}/\1", text, flags=re.M)
+
+
+def stub_commands(bindir: Path) -> Path:
+    """Stand-ins for the two commands in ``bindir``."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name in COMMANDS:
+        stub = bindir / name
+        stub.write_text("#!/bin/sh\n")
+        stub.chmod(0o755)
+    return bindir
 
 
 def need_promtool() -> str:

@@ -1,35 +1,49 @@
-"""A real boot: systemd-nspawn boots this machine's /usr on a fresh tmpfs root with the staged install bound in.
+"""A real boot: systemd-nspawn boots this machine's /usr, which installs, upgrades, removes and purges the .deb.
 
-`make install DESTDIR=<stage>` (conftest's ``stage``), then systemd-nspawn
-boots this machine's own /usr with a fresh tmpfs root (--volatile=yes, about a
-second) with the staged /opt/totmapsfs and unit bound in, straight into
-systemd/ci/citest.service, which runs systemd/ci/boot-test.sh: boot to ready,
+`make deb` twice in a fresh clone (conftest's ``debs``: the version and a
+lower one), then systemd-nspawn boots this machine's own /usr under a
+throwaway overlay (so dpkg may write it) with a fresh tmpfs root
+(--volatile=yes, about a second) and a copy of this machine's dpkg database
+(so apt-get sees the .deb's Depends installed: python3-pyfuse3, python3-trio,
+fuse3, which `make deps` installs here; the container has no network),
+straight into systemd/ci/citest.service, which runs systemd/ci/boot-test.sh:
+`apt-get install ./totmapsfs_<low>.deb` (enabled, started, answering), an
+edit of /etc/default/totmapsfs, the upgrade (edit kept, daemon restarted);
 reads as root and as another user, SIGHUP, SIGUSR1, kill -9 and automatic
 restart, stop with reads in flight, a stale mount, /etc/default options, the
-minimal capability set, enable; then the fleet path (systemd/ci/fleet-test.sh):
+minimal capability set, enabled; the fleet path (systemd/ci/fleet-test.sh):
 Debian's node_exporter and Prometheus as units, the textfile timer, PromQL
-against the mount, the end-to-end delay, each alert going pending. Each of
-that script's checks is one test here.
+against the mount, the end-to-end delay, each alert going pending; then
+`apt-get remove` (stopped, no mount, settings kept) and `purge` (settings
+gone). Each of that script's checks is one test here.
 
 Skipped only where nspawn cannot boot anything: not root, no /dev/fuse, no
-systemd-nspawn or systemd (`make deps` installs systemd-container, and
-prometheus, prometheus-node-exporter and dbus for the fleet path).
+systemd-nspawn or systemd, no dpkg (`make deps` installs systemd-container,
+and prometheus, prometheus-node-exporter and dbus for the fleet path).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from support.units import CI, PREFIX, run
+from support.units import CI, DEFAULTS
 
 # The checks boot-test.sh reports, in its order: each must print "PASS <name>".
 BOOT_CHECKS = [
+    # The package (section 0)
+    "deb-install",
+    "deb-files",
+    "deb-textfile-not-enabled",
+    "deb-upgrade",
+    "deb-upgrade-kept-conffile",
     "boot-active-and-answering",
     "same-mount-namespace",
     "hardening-applied",
@@ -77,11 +91,17 @@ BOOT_CHECKS = [
     "textfile-other-dir-refused",
     "textfile-other-dir-drop-in",
     "textfile-hardening-applied",
+    # apt-get remove and purge (section 19)
+    "deb-remove",
+    "deb-remove-no-mount",
+    "deb-remove-kept-conffile",
+    "deb-purge",
 ]
 
 # Upper bounds (ms) on the measured timings; generous for a loaded CI box.
 TIME_LIMITS = {
-    "boot-to-ready": 30_000,
+    # apt-get install of the lower version: unpack, byte-compile, start the service.
+    "apt-install": 60_000,
     "start-to-ready": 20_000,
     "restart-after-kill9": 10_000,
     "stop": 15_000,
@@ -92,7 +112,8 @@ TIME_LIMITS = {
     "alert-stale-pending": 30_000,
 }
 
-BOOT_TIMEOUT = 240  # seconds for the whole container run; it takes ~60 s, 45 of them the fleet path
+BOOT_TIMEOUT = 330  # seconds for the whole container run; it takes ~80 s, 45 of them the fleet path
+DPKG = Path("/var/lib/dpkg")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -109,6 +130,8 @@ def boot_unavailable() -> str | None:
         return "systemd-nspawn missing (make deps installs systemd-container)"
     if not os.path.exists("/usr/lib/systemd/systemd"):
         return "systemd missing from /usr (make deps installs it)"
+    if not (DPKG / "status").exists():
+        return "no dpkg database: the container installs the .deb against this host's Debian packages"
     return None
 
 
@@ -120,6 +143,8 @@ class Boot:
         self.journal = (out / "journal.log").read_text() if (out / "journal.log").exists() else ""
         fleet = out / "fleet-journal.log"
         self.fleet_journal = fleet.read_text() if fleet.exists() else ""
+        apt = out / "apt.log"
+        self.apt = apt.read_text(errors="replace") if apt.exists() else ""
         self.status = {}
         self.times = {}
         for line in self.results.splitlines():
@@ -136,30 +161,47 @@ class Boot:
         return (
             f"systemd-nspawn exit status: {self.returncode}\n"
             f"--- boot-test.sh results ---\n{self.results or '(none)'}\n"
+            f"--- apt-get's output (last 60 lines) ---\n{chr(10).join(self.apt.splitlines()[-60:]) or '(none)'}\n"
             f"--- journal of totmapsfs.service ---\n{self.journal or '(none)'}\n"
             f"--- journals of the fleet path's units (last 80 lines) ---\n{fleet}\n"
             f"--- container console (last 150 lines) ---\n{console}"
         )
 
 
-def interpreter_binds(venv: Path) -> list[str]:
-    """Bind the venv's interpreter into the container when it lives outside /usr (pyenv & co)."""
-    python = Path(os.path.realpath(venv / "bin/python"))
-    if str(python).startswith("/usr/"):
-        return []
-    res = run([str(venv / "bin/python"), "-c", "import sys; print(sys.base_prefix)"], timeout=60)
-    prefix = res.stdout.strip()
-    return [f"--bind-ro={prefix}"] if prefix else []
+def dpkg_copy(dest: Path, patience: float = 300) -> None:
+    """A copy of this host's dpkg database, taken while no apt or dpkg runs (their lock, bounded wait).
+
+    The container installs into the copy. Its statoverride is emptied: dpkg
+    refuses to start when a user named there (the host's ssl-cert, messagebus
+    ...) is unknown, and the container's /etc is a fresh tmpfs with no such users.
+    """
+    deadline = time.monotonic() + patience
+    with open(DPKG / "lock-frontend", "a") as lock:
+        while True:
+            try:
+                fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"apt or dpkg held {DPKG}/lock-frontend for {patience} s")
+                time.sleep(1)
+        try:
+            shutil.copytree(DPKG, dest, symlinks=True)
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+    (dest / "statoverride").write_text("")
+    for lockfile in ("lock", "lock-frontend", "triggers/Lock"):
+        (dest / lockfile).unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
-def boot(stage, tmp_path_factory) -> Boot:
+def boot(debs, tmp_path_factory) -> Boot:
     reason = boot_unavailable()
     if reason:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("boot-out")
-    venv = stage / PREFIX.lstrip("/")
-    units = stage / "etc/systemd/system"
+    dpkg = tmp_path_factory.mktemp("boot-dpkg") / "dpkg"
+    dpkg_copy(dpkg)
     cmd = [
         "timeout",
         "--kill-after=10",
@@ -167,24 +209,23 @@ def boot(stage, tmp_path_factory) -> Boot:
         "systemd-nspawn",
         "--directory=/",
         "--volatile=yes",
+        # /usr writable for dpkg, through an overlay whose upper layer (in
+        # /var/tmp) nspawn removes when the container ends.
+        "--overlay=/usr::/usr",
+        f"--bind={dpkg}:/var/lib/dpkg",
         "--quiet",
         "--boot",
         # Without these two nspawn wants the host's system bus, which is not there.
         "--register=no",
         "--keep-unit",
-        f"--machine=totmapsfs-ci-{os.getpid()}",
+        f"--machine=totmapsfs-pkg-ci-{os.getpid()}",
         "--private-network",
         "--bind=/dev/fuse",
-        f"--bind-ro={venv}:{PREFIX}",
-        *(
-            f"--bind-ro={units / name}:/etc/systemd/system/{name}"
-            for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer")
-        ),
-        f"--bind-ro={stage}:/ci/stage",
+        f"--bind-ro={debs}:/ci/debs",
+        f"--bind-ro={DEFAULTS}:/ci/totmapsfs.default",
         f"--bind-ro={CI}:/ci/bin",
         f"--bind-ro={CI / 'citest.service'}:/etc/systemd/system/citest.service",
         f"--bind={out}:/ci-out",
-        *interpreter_binds(venv),
         "systemd.unit=citest.service",
         "systemd.firstboot=no",
     ]

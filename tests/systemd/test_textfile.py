@@ -18,14 +18,15 @@ import pytest
 
 from support.units import (
     DEFAULTS,
-    PREFIX,
     TEXTFILE_DIR,
     TEXTFILE_SCRIPT,
     TEXTFILE_TIMER,
     TEXTFILE_UNIT,
     UNIT,
+    at,
     exposure,
     run,
+    stub_commands,
     unit_settings,
     verify,
 )
@@ -46,13 +47,9 @@ def settings_of(unit: Path) -> dict[tuple[str, str], list[str]]:
 
 def test_textfile_units_verify(tmp_path):
     # verify wants ExecStart's program and the units named by Requires=.
-    for name in ("totmapsfs", "totmapsfs-textfile"):
-        stub = tmp_path / "opt/totmapsfs/bin" / name
-        stub.parent.mkdir(parents=True, exist_ok=True)
-        stub.write_text("#!/bin/sh\n")
-        stub.chmod(0o755)
+    bindir = stub_commands(tmp_path / "bin")
     for unit in (UNIT, TEXTFILE_UNIT, TEXTFILE_TIMER):
-        (tmp_path / unit.name).write_text(unit.read_text().replace(f"{PREFIX}/", f"{tmp_path}/opt/totmapsfs/"))
+        (tmp_path / unit.name).write_text(at(unit.read_text(), bindir))
     for unit in (TEXTFILE_UNIT, TEXTFILE_TIMER):
         assert verify(tmp_path / unit.name) == "", unit.name
 
@@ -63,7 +60,7 @@ def test_textfile_unit_settings():
     assert one["Service", "Type"] == "oneshot"
     assert "totmapsfs.service" in one["Unit", "Requires"].split()
     assert "totmapsfs.service" in one["Unit", "After"].split()
-    assert one["Service", "ExecStart"] == f"{PREFIX}/bin/totmapsfs-textfile"
+    assert one["Service", "ExecStart"] == "totmapsfs-textfile"  # systemd's search path, as the daemon's unit
     # Same file and same mountpoint default as the daemon's unit.
     assert (
         one["Service", "EnvironmentFile"]

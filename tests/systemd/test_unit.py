@@ -2,7 +2,8 @@
 
 The unit must verify cleanly, keep its hardening away from anything that
 would give the service a private mount namespace (the FUSE mount would then be
-invisible outside it), and install with DESTDIR into another root.
+invisible outside it), and install with DESTDIR into another root, from a
+fresh clone (conftest's ``stage``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 from pathlib import Path
 
 from support.units import (
+    BINDIR,
+    COMMANDS,
     DEFAULTS,
     PREFIX,
     REPO,
@@ -20,8 +23,10 @@ from support.units import (
     TEXTFILE_TIMER,
     TEXTFILE_UNIT,
     UNIT,
+    at,
     exposure,
     run,
+    stub_commands,
     unit_settings,
     verify,
 )
@@ -80,12 +85,8 @@ MOUNT_NAMESPACE_SETTINGS = {
 
 def test_unit_verifies(tmp_path):
     # verify insists that ExecStart's binary exists: point it at a stand-in.
-    stub = tmp_path / "opt/totmapsfs/bin/totmapsfs"
-    stub.parent.mkdir(parents=True)
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
     copy = tmp_path / "totmapsfs.service"
-    copy.write_text(UNIT.read_text().replace(f"{PREFIX}/", f"{tmp_path}/opt/totmapsfs/"))
+    copy.write_text(at(UNIT.read_text(), stub_commands(tmp_path / "bin")))
     assert verify(copy) == ""
 
 
@@ -103,7 +104,9 @@ def test_unit_settings():
     assert one["Service", "Restart"] == "on-failure"
     assert "local-fs.target" in one["Unit", "After"].split()
     assert "umount.target" in one["Unit", "Conflicts"].split()
-    assert one["Service", "ExecStart"].split()[0] == f"{PREFIX}/bin/totmapsfs"
+    # No directory: the package's /usr/bin or make install's /usr/local/bin, from systemd's search path.
+    assert one["Service", "ExecStart"].split()[0] == "totmapsfs"
+    assert one["Unit", "Documentation"].split()[0] == "man:totmapsfs(8)"
     assert one["Service", "ExecStart"].split()[-1] == "${TOTMAPSFS_MOUNTPOINT}"
     assert "TOTMAPSFS_MOUNTPOINT=/run/totmaps" in many("Service", "Environment")
     assert one["Service", "EnvironmentFile"] == "-/etc/default/totmapsfs"
@@ -130,7 +133,7 @@ def test_example_defaults_file_sets_nothing():
 
 def test_security_exposure(tmp_path):
     bare = tmp_path / "totmapsfs.service"
-    bare.write_text(f"[Service]\nExecStart={PREFIX}/bin/totmapsfs /run/totmaps\n")
+    bare.write_text("[Service]\nExecStart=/usr/bin/totmapsfs /run/totmaps\n")
     before, after = exposure(bare), exposure(UNIT)
     print(f"systemd-analyze security exposure: bare unit {before}, shipped unit {after}")
     assert before > 9.0
@@ -148,6 +151,9 @@ def test_install_layout(stage):
     for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
         if path.is_file() and not path.is_symlink():
             assert str(stage) not in path.read_text(errors="replace"), f"{path} still names the staging dir"
+    # The commands on systemd's search path, where the units look for them.
+    for name in COMMANDS:
+        assert (stage / BINDIR.lstrip("/") / name).readlink() == Path(PREFIX) / "bin" / name, name
     assert (stage / "etc/systemd/system/totmapsfs.service").read_text() == UNIT.read_text()
     assert (stage / "etc/default/totmapsfs").read_text() == DEFAULTS.read_text()
     # The Prometheus rules, beside the package (for the users' Prometheus server).
@@ -167,6 +173,11 @@ def test_install_layout(stage):
         timeout=60,
     )
     assert res.returncode == 0, res.stderr
+    # Run time only: pyfuse3, trio and theirs; nothing of the tests', the benchmark's or the check's.
+    res = run([str(venv / "bin/python"), "-m", "pip", "list", "--format=freeze"], timeout=120)
+    names = {line.split("==")[0].lower() for line in res.stdout.split()}
+    assert {"pyfuse3", "trio", "totmapsfs"} <= names, names
+    assert not names & {"psutil", "prometheus-client", "pytest", "hypothesis", "mypy", "ruff"}, names
     # Every installed module is one of this tree's (nothing left over from an earlier build)...
     purelib = run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], 60)
     installed = Path(purelib.stdout.strip())
@@ -179,10 +190,10 @@ def test_install_layout(stage):
 
 
 def test_installed_unit_verifies(stage, tmp_path):
-    # The real installed ExecStarts, at their staged paths.
+    # The real installed commands, at their staged paths.
     for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
         text = (stage / "etc/systemd/system" / name).read_text()
-        (tmp_path / name).write_text(text.replace(f"{PREFIX}/", f"{stage}{PREFIX}/"))
+        (tmp_path / name).write_text(at(text, f"{stage}{PREFIX}/bin"))
     for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
         assert verify(tmp_path / name) == "", name
 
@@ -198,6 +209,8 @@ def test_uninstall(stage, tmp_path):
     assert not (root / PREFIX.lstrip("/")).exists()
     for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
         assert not (root / "etc/systemd/system" / name).exists(), name
+    for name in COMMANDS:
+        assert not (root / BINDIR.lstrip("/") / name).is_symlink(), name
     assert edited.exists(), "an edited /etc/default/totmapsfs is the admin's: kept"
     # An unedited one goes; and uninstalling twice is fine.
     shutil.copy(DEFAULTS, edited)

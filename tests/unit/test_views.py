@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from support.fakeproc import FakeProc
 from support.kernel import NOBODY
-from support.views import metrics
+from support.views import metrics, render_with_client
 from totmapsfs.proc import Cgroup2, ProcReader, ancestors, find_cgroup2, parse_mountinfo, unified_path, within
 from totmapsfs.service import parser
 from totmapsfs.views import (
@@ -22,7 +22,6 @@ from totmapsfs.views import (
     one_word,
     parse_fields,
     render,
-    render_with_client,
     snake,
 )
 

@@ -10,6 +10,7 @@ import sys
 import types
 
 # Only what --help and usage errors need (no pyfuse3 import: see _run).
+from .. import __version__
 from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, Source
 from ..views import DEFAULT_TOP, parse_fields
 from ._mountpoint import UserError
@@ -172,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--proc", default="/proc", metavar="DIR", help="procfs root to read (default /proc; for testing)")
     p.add_argument("--debug", action="store_true", help="log every request and libfuse's debug output")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import faulthandler
+import inspect
 import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import pyfuse3
 import trio
@@ -15,6 +18,11 @@ from ._privileges import drop_after_mount, regain_for_unmount
 from ._sdnotify import notify
 
 log = logging.getLogger("totmapsfs")
+
+# Debian 12's python3-trio, which the .deb runs on, is 0.22: to_thread.run_sync's
+# abandon_on_cancel= came in 0.23 (renamed from cancellable=, since removed).
+_RUN_SYNC_KEYWORDS = inspect.signature(trio.to_thread.run_sync).parameters
+_ABANDON = "abandon_on_cancel" if "abandon_on_cancel" in _RUN_SYNC_KEYWORDS else "cancellable"
 
 # Seconds that requests still in flight at SIGTERM get to finish before they
 # are abandoned (a read stuck on a target's mmap lock must not delay stop).
@@ -78,7 +86,8 @@ async def _stop_on_signal(scope: trio.CancelScope) -> None:
 async def _announce_ready(mountpoint: str, detail: str) -> None:
     # A lookup the kernel cannot answer from its caches: when it returns, the
     # loop is serving requests, and only then is the service ready.
-    await trio.to_thread.run_sync(os.lstat, os.path.join(mountpoint, "self"), abandon_on_cancel=True)
+    run_sync = cast(Callable[..., Awaitable[Any]], trio.to_thread.run_sync)  # the keyword differs by version
+    await run_sync(os.lstat, os.path.join(mountpoint, "self"), **{_ABANDON: True})
     log.info("serving %s%s", mountpoint, detail)
     notify(f"READY=1\nSTATUS=serving {mountpoint}\nMAINPID={os.getpid()}")
 

@@ -6,11 +6,9 @@ from ._metrics import (
     KNOWN_FIELDS,
     Family,
     MetricsOptions,
-    SnapshotCollector,
     families,
     parse_fields,
     render,
-    render_with_client,
     snake,
 )
 from ._snapshot import USS_PARTS, Row, Snapshot, WalkStats, by_pss, total, user_name
@@ -30,7 +28,6 @@ __all__ = [
     "Plan",
     "Row",
     "Snapshot",
-    "SnapshotCollector",
     "Views",
     "WalkStats",
     "by_pss",
@@ -39,7 +36,6 @@ __all__ = [
     "one_word",
     "parse_fields",
     "render",
-    "render_with_client",
     "snake",
     "total",
     "user_name",

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
-from prometheus_client.utils import floatToGoString as _untyped_float_text
 
 from ..proc import ancestors
 from ._snapshot import Row, Snapshot, WalkStats, by_pss, total, user_of
@@ -96,7 +91,7 @@ def _bytes(row: Row, name: str) -> float:
 
 @dataclass(slots=True)
 class Family:
-    """One metric family of a snapshot: what both renderings (text, and prometheus_client's objects) show."""
+    """One metric family of a snapshot: what both renderings show (text here, prometheus_client objects in tests)."""
 
     name: str  # without the "_total" a counter's samples get
     help: str
@@ -245,8 +240,23 @@ def _walk_families(stats: WalkStats | None) -> list[Family]:
     ]
 
 
-# Go's float formatting, as prometheus_client writes sample values (it ships no annotations).
-_float_text = cast(Callable[[float], str], _untyped_float_text)
+def _float_text(value: float) -> str:
+    """A sample value as Go formats it, which is what prometheus_client writes (its utils.floatToGoString).
+
+    Python's repr, except infinities and NaN, and exponent notation from 1e7
+    up where Go switches to it sooner than Python does. tests/unit compare the
+    whole exposition with prometheus_client's (tests/support/views.py).
+    """
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    text = repr(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def _help(text: str) -> str:
@@ -266,7 +276,7 @@ def render(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] = (
     took 12 ms for the 1,274 lines of a 419-process host (measured), a third
     of a whole metrics read: it escapes every label of every line, where the
     same process's labels recur in each of ~24 families. tests/unit check
-    the two renderings are identical (SnapshotCollector below is the other).
+    the two renderings are identical (the other: tests/support/views.py).
     """
     lines: list[str] = []
     # Keyed on the label names and values: one process's labels recur in every
@@ -284,30 +294,3 @@ def render(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] = (
                 text = formatted[fam.labels, labels] = "{" + pairs + "}" if pairs else ""
             lines.append(f"{name}{text} {_float_text(value)}\n")
     return "".join(lines).encode("utf-8")
-
-
-class SnapshotCollector(Collector):
-    """The same families as prometheus_client objects: for whoever wants a Collector, and the tests' oracle."""
-
-    def __init__(self, snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] = ()) -> None:
-        self.snapshot = snapshot
-        self.options = options
-        self.known = known
-
-    def collect(self) -> Iterator[Metric]:
-        for fam in families(self.snapshot, self.options, self.known):
-            metric: GaugeMetricFamily | CounterMetricFamily
-            if fam.kind == "counter":
-                metric = CounterMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            else:
-                metric = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            for labels, value in fam.samples:
-                metric.add_metric(list(labels), value)
-            yield metric
-
-
-def render_with_client(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] = ()) -> bytes:
-    """``render`` done by prometheus_client.generate_latest: the oracle of the tests."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot, options, known))
-    return generate_latest(registry)
