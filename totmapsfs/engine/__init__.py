@@ -15,6 +15,7 @@ from ._engine import (
     choose_source,
     totmaps,
 )
+from ._files import FileWalks, Mapped, NotDue
 
 __all__ = [
     "DEFAULT_CAPACITY",
@@ -25,7 +26,10 @@ __all__ = [
     "Cache",
     "Counters",
     "Engine",
+    "FileWalks",
     "Key",
+    "Mapped",
+    "NotDue",
     "Probe",
     "Signature",
     "Source",

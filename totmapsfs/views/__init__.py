@@ -1,5 +1,7 @@
 """The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
 
+from ._files import FILES_COLUMNS, FileViews, format_files
+from ._meminfo import MeminfoViews, format_meminfo, parse_meminfo, reconcile
 from ._metrics import (
     DEFAULT_TOP,
     FIELD_HELP,
@@ -20,12 +22,15 @@ from ._views import PASS_THREADS, PATIENCE, Plan, Views
 __all__ = [
     "DEFAULT_TOP",
     "FIELD_HELP",
+    "FILES_COLUMNS",
     "KNOWN_FIELDS",
     "PASS_THREADS",
     "PATIENCE",
     "SUMMARY_COLUMNS",
     "USS_PARTS",
     "Family",
+    "FileViews",
+    "MeminfoViews",
     "MetricsOptions",
     "Plan",
     "Row",
@@ -35,9 +40,13 @@ __all__ = [
     "WalkStats",
     "by_pss",
     "families",
+    "format_files",
+    "format_meminfo",
     "format_summary",
     "one_word",
     "parse_fields",
+    "parse_meminfo",
+    "reconcile",
     "render",
     "render_with_client",
     "snake",

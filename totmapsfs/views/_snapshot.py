@@ -23,6 +23,7 @@ class Row:
     fields: Mapping[str, int]
     age: float = 0.0  # seconds since the walk that gave these fields began
     walk: float = 0.0  # how long that walk took
+    mappings: Mapping[str, Mapping[str, int]] | None = None  # per mapping key, when the pass walked them (files)
 
     @property
     def uss(self) -> int:
@@ -52,11 +53,13 @@ class Snapshot(list[Row]):
     numeric_users: bool = False  # uids as the caller's user namespace numbers them: our names would not be its
     deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
     stats: WalkStats | None = None
+    not_due: int = 0  # processes left out: walked too recently for their duty, no mappings answer yet (files)
 
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)
         self.left_out += other.left_out
         self.numeric_users = self.numeric_users or other.numeric_users
+        self.not_due += other.not_due
         if other.deferred_at is not None and (self.deferred_at is None or other.deferred_at < self.deferred_at):
             self.deferred_at = other.deferred_at
 

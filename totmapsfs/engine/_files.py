@@ -1,0 +1,98 @@
+"""Per-mapping walks (MOUNT/files): a process's smaps summed by mapping key, cached and held like totmaps.
+
+These walks read the whole smaps (``parse_smaps_mappings``), the expensive
+kind whatever the engine's source: ``show_smaps`` (fs/proc/task_mmu.c) walks
+every VMA's page tables under the mmap lock, as smaps_rollup does, and prints
+~1 KiB per mapping besides. So they go through a cache of their own keyed
+and invalidated as the totmaps cache (pid and start time; the memory
+generation; max-age), under the same walk duty and the views' walk budget.
+The duty is the process's, not the cache's: a process whose totmaps walk is
+still holding its answer (walked less than ``walk / duty`` ago) is not walked
+for its mappings either; it gets its last mappings answer, or, when it has
+none yet, is left out of this read (``NotDue``, counted in the view) rather
+than walked beyond its duty.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import NoSuchProcess, TotmapsError
+from ..parser import parse_smaps_mappings
+from ._cache import DUTY_FLOOR, Budget, Cache, Key
+from ._engine import Engine, Probe, Totmaps
+
+
+class NotDue(TotmapsError):
+    """The process was walked too recently for its duty and has no mappings answer yet: left out, counted."""
+
+
+class Mapped(Totmaps):
+    """A totmaps answer that also has the sums per mapping key (``fields`` is their sum)."""
+
+    __slots__ = ("by_key",)
+
+    def __init__(self, by_key: dict[str, dict[str, int]], at: float, walk: float) -> None:
+        fields: dict[str, int] = {}
+        for sums in by_key.values():
+            for name, value in sums.items():
+                fields[name] = fields.get(name, 0) + value
+        super().__init__(fields, at=at, walk=walk)
+        self.by_key = by_key
+
+
+_EMPTY = Mapped({}, 0.0, 0.0)
+
+
+class FileWalks:
+    """The mappings of processes probed by ``engine``; thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.cache: Cache[Mapped] = Cache(
+            engine.max_age, duty=engine.duty, clock=engine.clock, capacity=engine.cache.capacity
+        )
+        self.not_due = 0  # reads left out for the duty (see NotDue); unsynchronized, a statistic
+
+    def resolve(
+        self, probe: Probe, *, patience: float | None = None, budget: Budget | None = None, strict: bool = False
+    ) -> Mapped:
+        """The process's mappings: cached, held, or walked now, as Engine.resolve.
+
+        ``strict`` (a whole-system pass): a process not due has its last
+        answer or raises NotDue (see the module docstring); else (one
+        process's file, asked for by name) its first answer is walked
+        whatever the duty, as Engine.resolve walks a first totmaps.
+        """
+        key = probe.key
+        if key is None:
+            return _EMPTY
+        if not self._due(key):
+            held = self.cache.lookup(key, probe.signature) or self.cache.last(key)
+            if held is None and strict:
+                self.not_due += 1
+                raise NotDue(f"process {key[0]}: walked less than its walk duty allows ago")
+            if held is not None:
+                return held
+        return self.cache.get_or_compute(
+            key, probe.signature, lambda: self._compute(probe, key), patience=patience, budget=budget
+        )
+
+    def _due(self, key: Key) -> bool:
+        """Whether the process's totmaps walk leaves room for another walk now (see the module docstring)."""
+        duty = self.engine.duty
+        seen = self.engine.cache.age(key)
+        if duty >= 1 or seen is None:
+            return True
+        age, walk = seen
+        return walk < DUTY_FLOOR or age >= walk / duty
+
+    def _compute(self, probe: Probe, key: Key) -> tuple[Mapped, bool]:
+        tick = self.engine._tick()  # before the evidence of life, as Engine._compute (its injected clock)
+        started, cpu = self.engine.clock(), time.thread_time()
+        with probe.proc.memory_view(False) as raw:
+            by_key, empty = parse_smaps_mappings(raw), not raw
+        walk = time.thread_time() - cpu
+        if empty and probe.proc.stat().starttime != key[1]:
+            raise NoSuchProcess(key[0])
+        return Mapped(by_key, started, walk), tick > key[1]

@@ -1,0 +1,92 @@
+"""The tree's files of issue 22: /files, /meminfo, /<pid>/files and /cgroup/.../meminfo (names, attributes, plans)."""
+
+from __future__ import annotations
+
+import stat
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NoSuchEntry
+from ..proc import within
+from ..views import FileViews, MeminfoViews, Plan
+from ._inodes import (
+    FILES,
+    FILES_INODE,
+    MEMINFO,
+    Attr,
+    Inode,
+    Kind,
+    cgroup_inode,
+    cgroup_meminfo_inode,
+    pid_files_inode,
+)
+
+if TYPE_CHECKING:
+    from ._tree import Request, Tree
+
+
+class Extra:
+    """Per-process files and per-cgroup meminfo beside totmaps; the whole-system files and meminfo."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.files = FileViews(tree.views)
+        self.meminfo = MeminfoViews(tree.views)
+
+    def _pid_files_attr(self, pid: int, request: Request) -> Attr:
+        # Owned as the process's totmaps is (as /proc/<pid>/smaps): the same access rule.
+        tree = self.tree
+        totmaps = tree._pid_attr(tree._host(tree._view(request), pid), pid, True)
+        return totmaps._replace(ino=pid_files_inode(pid))
+
+    def _cgroup_attr(self, ident: int, request: Request) -> Attr:
+        dirs = self.tree.cgroup_dirs
+        top = self.tree.cgroup_top(request)
+        path = top if ident == 0 else dirs.path_of(ident)
+        if not within(path, top):
+            raise NoSuchEntry(f"cgroup id {ident}")
+        st = dirs.cgroups.stat(path)
+        return Attr(cgroup_meminfo_inode(ident), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
+
+    def _cgroup_ident(self, node: Inode, request: Request) -> int:
+        """The id of cgroup directory ``node`` as the meminfo inode holds it (0: the caller's top)."""
+        top = self.tree.cgroup_top(request)
+        path = self.tree.cgroup_dirs.path_of_inode(cgroup_inode(node.number, False), want_file=False, top=top)
+        return 0 if path == top else self.tree.cgroup_dirs.id_of(path)
+
+    def attr(self, node: Inode, request: Request) -> Attr:
+        if node.kind is Kind.PID_FILES:
+            return self._pid_files_attr(node.number, request)
+        return self._cgroup_attr(node.number, request)
+
+    def lookup(self, parent: Inode, name: bytes, request: Request) -> Attr:
+        if parent.kind is Kind.PID and name == FILES:
+            return self._pid_files_attr(parent.number, request)
+        if parent.kind is Kind.CGROUP and name == MEMINFO:
+            return self._cgroup_attr(self._cgroup_ident(parent, request), request)
+        raise NoSuchEntry(name.decode("utf-8", "replace"))
+
+    def entries(self, parent: Inode, request: Request) -> list[tuple[bytes, Attr]]:
+        if parent.kind is Kind.PID:
+            return [(FILES, self._pid_files_attr(parent.number, request))]
+        return [(MEMINFO, self._cgroup_attr(self._cgroup_ident(parent, request), request))]
+
+    def open_file(self, node: Inode, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
+        tree = self.tree
+        caller = tree.caller(request)
+        if ino == FILES_INODE:
+            return self.files.files(caller)
+        if node.kind is Kind.PID_FILES:
+            proc = tree.reader.open(tree._host(caller.pids, node.number))
+            try:
+                probe = tree.engine.probe(proc, caller)
+            except BaseException:
+                proc.close()
+                raise
+            return self.files.pid_files(probe)
+        if node.kind is Kind.CGROUP_MEMINFO:
+            top = tree.cgroup_top(request)
+            path = top if node.number == 0 else tree.cgroup_dirs.path_of(node.number)
+            if not within(path, top):
+                raise NoSuchEntry(f"inode {ino}")
+            return self.meminfo.cgroup_meminfo(caller, path)
+        return self.meminfo.meminfo(caller)

@@ -1,0 +1,98 @@
+"""MOUNT/files and MOUNT/<pid>/files: memory per mapped file (or kind of anonymous memory), largest Pss first."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..engine import FileWalks, Probe
+from ..proc import Caller
+from ._snapshot import USS_PARTS, Row, Snapshot
+from ._summary import one_word
+from ._views import PATIENCE, Plan, Views
+
+FILES_COLUMNS = ("PROCS", "Rss", "Pss", "USS", "Swap", "SwapPss", "AGE", "PATH")
+_SUMMED = ("Rss", "Pss", "Swap", "SwapPss")
+
+
+@dataclass(slots=True)
+class FileLine:
+    """One mapping key summed over the processes that map it (kB); ``age``: its oldest part's."""
+
+    key: str
+    processes: int = 0
+    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_SUMMED, "USS"), 0))
+    age: float = 0.0
+
+
+def by_key(rows: Iterable[Row]) -> list[FileLine]:
+    """Every key of the rows' mappings, summed across processes, largest Pss first (key breaks ties)."""
+    lines: dict[str, FileLine] = {}
+    for row in rows:
+        for key, fields in (row.mappings or {}).items():
+            line = lines.get(key)
+            if line is None:
+                line = lines[key] = FileLine(key)
+            line.processes += 1
+            line.age = max(line.age, row.age)
+            sums = line.sums
+            for name in _SUMMED:
+                sums[name] += fields.get(name, 0)
+            sums["USS"] += sum(fields.get(name, 0) for name in USS_PARTS)
+    return sorted(lines.values(), key=lambda line: (-line.sums["Pss"], line.key))
+
+
+def format_files(rows: Snapshot) -> bytes:
+    """The files table, padded like summary's: PATH last, escaped as summary escapes COMMAND (``one_word``).
+
+    A last line beginning with ``#`` says how many processes are missing from
+    the sums, and why, when any are (awk: ``!/^#/``).
+    """
+    table: list[tuple[str, ...]] = [FILES_COLUMNS]
+    for line in by_key(rows):
+        s = line.sums
+        cells = (str(line.processes), str(s["Rss"]), str(s["Pss"]), str(s["USS"]), str(s["Swap"]), str(s["SwapPss"]))
+        table.append((*cells, f"{line.age:.1f}", one_word(line.key)))
+    widths = [max(map(len, column)) for column in list(zip(*table, strict=True))[:-1]]
+    template = " ".join(f"%{w}s" for w in widths) + " %s\n"
+    text = "".join(template % cells for cells in table)
+    if rows.not_due or rows.left_out:
+        text += (
+            f"# not counted: {rows.not_due} processes walked too recently for their walk duty, "
+            f"{rows.left_out} left out (unreadable or busy)\n"
+        )
+    return text.encode("utf-8", "surrogateescape")
+
+
+class FileViews:
+    """The files views over a Views: one more kind of walk (FileWalks), the same pass, access rule and budget."""
+
+    def __init__(self, views: Views) -> None:
+        self.views = views
+        self.walks = FileWalks(views.engine)
+
+    def files(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
+        """MOUNT/files: every process the caller may read, by mapping key."""
+        return self.views.plan(caller, format_files, resolve=functools.partial(self.walks.resolve, strict=True))
+
+    def pid_files(self, probe: Probe) -> Plan[bytes, bytes]:
+        """MOUNT/<pid>/files of a process probed (and access-checked) for the caller."""
+        return Plan([functools.partial(self._one, probe)], _first)
+
+    def _one(self, probe: Probe) -> bytes:
+        with probe.proc:
+            mapped = self.walks.resolve(probe, patience=PATIENCE)
+            age = max(0.0, self.views.engine.clock() - mapped.at)
+        status = probe.status
+        row = Row(probe.proc.pid, status.uids[1], status.name, None, mapped.fields, age, mapped.walk, mapped.by_key)
+        return format_files(Snapshot([row]))
+
+
+def _first(parts: Sequence[bytes]) -> bytes:
+    return parts[0]
+
+
+def files_of(rows: Iterable[Row]) -> Mapping[str, FileLine]:
+    """The lines by key (for the Python API and the tests)."""
+    return {line.key: line for line in by_key(rows)}
