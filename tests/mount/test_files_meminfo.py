@@ -254,3 +254,27 @@ def test_cross_check_against_the_kernel(mount: Mount) -> None:
         if -churn <= rest <= got["UnreadableRss"] + churn:
             return
     pytest.fail(f"ProcessesUnread {rest} kB outside [-{churn:.0f}, UnreadableRss {got['UnreadableRss']} + {churn:.0f}]")
+
+
+def test_cgroup_meminfo_sets_members_pss_beside_the_charge(mount: Mount, sharer, cgroup) -> None:
+    """cgroup/<path>/meminfo: the members' Pss split as their totmaps sums it; the charge where cgroup2 has it."""
+    _, pids, _ = sharer
+    cgroup.add(*pids)
+    here = mount.path / "cgroup" / cgroup.rel.lstrip("/")
+    assert "meminfo" in os.listdir(here)
+    for _ in range(20):
+        got = {n: kb for _, n, kb in meminfo_lines((here / "meminfo").read_text())}
+        totmaps = dict(
+            (line.split(":")[0], int(line.split()[1])) for line in (here / "totmaps").read_text().splitlines()
+        )
+        if all(got[n] == totmaps[n] for n in ("Pss_Anon", "Pss_File", "Pss_Shmem")):
+            break
+    assert [got[n] for n in ("Pss_Anon", "Pss_File", "Pss_Shmem")] == [
+        totmaps[n] for n in ("Pss_Anon", "Pss_File", "Pss_Shmem")
+    ]
+    assert got["Pss"] == got["Pss_Anon"] + got["Pss_File"] + got["Pss_Shmem"] >= 3072 - 3
+    has_memory = (cgroup.path / "memory.stat").exists()
+    assert ("Charged" in got) == has_memory
+    if has_memory:
+        stat = dict(line.split() for line in (cgroup.path / "memory.stat").read_text().splitlines())
+        assert abs(got["anon"] - int(stat["anon"]) // 1024) <= 1024  # read a moment apart
