@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.kernel import NOBODY
+from support.views import metrics
 from totmapsfs.harness import PY, Mount, as_user
 
 COLUMNS = ["PROCS", "Rss", "Pss", "USS", "Swap", "SwapPss", "AGE", "PATH"]
@@ -278,3 +279,27 @@ def test_cgroup_meminfo_sets_members_pss_beside_the_charge(mount: Mount, sharer,
     if has_memory:
         stat = dict(line.split() for line in (cgroup.path / "memory.stat").read_text().splitlines())
         assert abs(got["anon"] - int(stat["anon"]) // 1024) <= 1024  # read a moment apart
+
+
+def test_metrics_meminfo_family_and_files_top() -> None:
+    """metrics: the reconciliation as one family (its top-level lines add up); the top files only when asked."""
+    d = Path(tempfile.mkdtemp(prefix="totmapsfs-files22-metrics-"))
+    plain = Mount(d / "plain", "--max-age", "0", "--duty", "1", "--walk-budget", "off")
+    top = Mount(d / "top", "--max-age", "0", "--duty", "1", "--walk-budget", "off", "--metrics-files-top", "5")
+    try:
+        fams = metrics((plain.path / "metrics").read_text())
+        lines = {s.labels["line"]: s for s in fams["totmapsfs_meminfo_bytes"]}
+        assert len(lines) == len(fams["totmapsfs_meminfo_bytes"]) <= 30
+        tops = [s.value for name, s in lines.items() if s.labels["parent"] == "" and name != "MemTotal"]
+        assert sum(tops) == lines["MemTotal"].value
+        assert lines["Pss_Anon"].labels["parent"] == "Processes"
+        assert not any(name.startswith("totmapsfs_file_") for name in fams)
+        fams = metrics((top.path / "metrics").read_text())
+        for name in ("pss_bytes", "rss_bytes", "uss_bytes", "processes"):
+            assert len(fams[f"totmapsfs_file_{name}"]) == 5
+        text = (top.path / "files").read_text()
+        first = fams["totmapsfs_file_pss_bytes"][0].labels["path"]
+        assert first == text.splitlines()[1].split()[-1]  # the largest Pss: [anon] on any host
+    finally:
+        assert plain.stop() == 0 and top.stop() == 0
+        shutil.rmtree(d, ignore_errors=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import stat
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NoSuchEntry
-from ..proc import within
-from ..views import FileViews, MeminfoViews, Plan
+from ..proc import Caller, within
+from ..views import Family, FileViews, MeminfoViews, Plan, Snapshot, files_families
 from ._inodes import (
     FILES,
     FILES_INODE,
@@ -69,6 +70,17 @@ class Extra:
         if parent.kind is Kind.PID:
             return [(FILES, self._pid_files_attr(parent.number, request))]
         return [(MEMINFO, self._cgroup_attr(self._cgroup_ident(parent, request), request))]
+
+    def metrics(self, caller: Caller, top: str | None) -> Plan[Any, bytes]:
+        """MOUNT/metrics with the meminfo family, and the top files when --metrics-files-top asks (smaps walks)."""
+        files_top = self.tree.views.metrics_options.files_top
+
+        def extra(rows: Snapshot) -> list[Family]:
+            out = self.meminfo.families(caller, rows)
+            return out + files_families(rows, files_top) if files_top else out
+
+        resolve = functools.partial(self.files.walks.resolve, strict=True) if files_top else None
+        return self.tree.views.metrics(caller, top, extra=extra, resolve=resolve)
 
     def open_file(self, node: Inode, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
         tree = self.tree

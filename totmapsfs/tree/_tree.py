@@ -307,7 +307,7 @@ class Tree:
                 top: str | None = self.cgroup_top(request)
             except NoSuchEntry:
                 top = None  # no cgroup the caller can be shown: series without cgroup labels
-            return self.views.metrics(caller, top)
+            return self.extra.metrics(caller, top)
         top = self.cgroup_top(request)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
 

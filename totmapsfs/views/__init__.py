@@ -1,6 +1,6 @@
 """The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
 
-from ._files import FILES_COLUMNS, FileViews, format_files
+from ._files import FILES_COLUMNS, FileViews, files_families, format_files
 from ._meminfo import MeminfoViews, format_meminfo, parse_meminfo, reconcile
 from ._metrics import (
     DEFAULT_TOP,
@@ -40,6 +40,7 @@ __all__ = [
     "WalkStats",
     "by_pss",
     "families",
+    "files_families",
     "format_files",
     "format_meminfo",
     "format_summary",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..engine import FileWalks, Probe
 from ..proc import Caller
+from ._metrics import Family
 from ._snapshot import USS_PARTS, Row, Snapshot
 from ._summary import one_word
 from ._views import PATIENCE, Plan, Views
@@ -87,6 +88,24 @@ class FileViews:
         status = probe.status
         row = Row(probe.proc.pid, status.uids[1], status.name, None, mapped.fields, age, mapped.walk, mapped.by_key)
         return format_files(Snapshot([row]))
+
+
+def files_families(rows: Iterable[Row], top: int) -> list[Family]:
+    """Series for the ``top`` mapping keys of largest Pss: 4 families of ``top`` series each (label ``path``)."""
+    lines = by_key(rows)[:top]
+    labels: list[tuple[str, ...]] = [(line.key,) for line in lines]
+    out = []
+    for name, what, values in (
+        ("pss_bytes", "Pss", [line.sums["Pss"] * 1024 for line in lines]),
+        ("rss_bytes", "Rss", [line.sums["Rss"] * 1024 for line in lines]),
+        ("uss_bytes", "USS (Private_*)", [line.sums["USS"] * 1024 for line in lines]),
+        ("processes", "Processes mapping it", [line.processes for line in lines]),
+    ):
+        help_text = f"{what} of a mapped file or kind of anonymous memory over the readable processes (the {top} "
+        help_text += "largest by Pss, as MOUNTPOINT/files)"
+        samples = [(label, float(value)) for label, value in zip(labels, values, strict=True)]
+        out.append(Family(f"totmapsfs_file_{name}", help_text, "gauge", ("path",), samples))
+    return out
 
 
 def _first(parts: Sequence[bytes]) -> bytes:

@@ -46,6 +46,7 @@ from typing import NamedTuple
 from ..engine import Engine
 from ..errors import SourceError
 from ..proc import Caller, Cgroup2Mount, within
+from ._metrics import Family
 from ._snapshot import Snapshot, total
 from ._views import Plan, Views
 
@@ -179,13 +180,25 @@ class MeminfoViews:
     def meminfo(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/meminfo for ``caller``: its readable processes' Pss, then /proc/meminfo read right after."""
 
-        def finish(rows: Snapshot) -> bytes:
-            pss = total(rows, PSS_PARTS)
-            unread = unread_rss(self.views.engine, caller, {row.pid for row in rows})
-            info = parse_meminfo(self._read("meminfo"))
-            return format_meminfo(reconcile(info, pss, unread))
+        return self.views.plan(caller, lambda rows: format_meminfo(self.lines(caller, rows)))
 
-        return self.views.plan(caller, finish)
+    def lines(self, caller: Caller | None, rows: Snapshot) -> list[Line]:
+        """The reconciliation of a pass's rows with /proc/meminfo read now (after the pass)."""
+        unread = unread_rss(self.views.engine, caller, {row.pid for row in rows})
+        return reconcile(parse_meminfo(self._read("meminfo")), total(rows, PSS_PARTS), unread)
+
+    def families(self, caller: Caller | None, rows: Snapshot) -> list[Family]:
+        """The reconciliation as one metric family: a series per line, in bytes (26 on Linux 6.x)."""
+        parent, samples = "", list[tuple[tuple[str, ...], float]]()
+        for line in self.lines(caller, rows):
+            parent = line.name if line.depth == 0 else parent
+            samples.append(((line.name, "" if line.depth == 0 else parent), float(line.kb * 1024)))
+        help_text = (
+            "The lines of MOUNTPOINT/meminfo: /proc/meminfo reconciled with the Pss of the processes the reader "
+            'may read, in bytes; the lines with parent="" other than MemTotal add up to MemTotal, each detail '
+            "is labelled with its line"
+        )
+        return [Family("totmapsfs_meminfo_bytes", help_text, "gauge", ("line", "parent"), samples)]
 
     def cgroup_meminfo(self, caller: Caller | None, path: str) -> Plan[Snapshot, bytes]:
         """MOUNT/cgroup/<path>/meminfo: the subtree's readable members' Pss beside its charge."""

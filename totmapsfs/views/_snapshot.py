@@ -6,6 +6,7 @@ import functools
 import pwd
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 # USS, as smem and psutil define it: the memory that would be freed if the
 # process exited, i.e. the pages only it maps.
@@ -54,6 +55,7 @@ class Snapshot(list[Row]):
     deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
     stats: WalkStats | None = None
     not_due: int = 0  # processes left out: walked too recently for their duty, no mappings answer yet (files)
+    extra: tuple[Any, ...] = ()  # more metric families (_metrics.Family) computed from the rows: meminfo, files
 
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)

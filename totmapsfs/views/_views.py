@@ -12,7 +12,7 @@ from ..engine import Counters, Engine, Mapped, NotDue, Totmaps, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
-from ._metrics import MetricsOptions, render
+from ._metrics import Family, MetricsOptions, render
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
@@ -281,11 +281,25 @@ class Views:
             keep=lambda member: member is not None and within(member, path),
         )
 
-    def metrics(self, caller: Caller | None, top: str | None = ROOT) -> Plan[Snapshot, bytes]:
-        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``)."""
-        return self.plan(
-            caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
-        )
+    def metrics(
+        self,
+        caller: Caller | None,
+        top: str | None = ROOT,
+        *,
+        extra: Callable[[Snapshot], Sequence[Family]] | None = None,
+        resolve: Resolve | None = None,
+    ) -> Plan[Snapshot, bytes]:
+        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``).
+
+        ``extra`` adds families computed from the snapshot (meminfo, files: tree._extra).
+        """
+
+        def finish(rows: Snapshot) -> bytes:
+            if extra is not None:
+                rows.extra = tuple(extra(rows))
+            return render(rows, self.metrics_options, self.field_names())
+
+        return self.plan(caller, finish, cgroups=True, top=top, resolve=resolve)
 
     def cgroup_members(self, caller: Caller | None, path: str) -> Snapshot:
         """The readable processes in cgroup ``path`` and below it (for the Python API and the tests)."""
