@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 COUNTERS = {"totmapsfs_walks", "totmapsfs_walk_seconds", "totmapsfs_held_answers"}
+COUNTERS |= {"totmapsfs_file_walks", "totmapsfs_file_walk_seconds", "totmapsfs_file_not_due"}
 
 
 def metrics(text: str) -> dict[str, list]:

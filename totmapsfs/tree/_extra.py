@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NoSuchEntry
 from ..proc import Caller, within
-from ..views import Family, FileViews, MeminfoViews, Plan, Snapshot, files_families
+from ..views import Family, FileViews, MeminfoViews, Plan, Snapshot, files_families, walk_families
 from ._inodes import (
     FILES,
     FILES_INODE,
@@ -76,7 +76,7 @@ class Extra:
         files_top = self.tree.views.metrics_options.files_top
 
         def extra(rows: Snapshot) -> list[Family]:
-            out = self.meminfo.families(caller, rows)
+            out = self.meminfo.families(caller, rows) + walk_families(self.files.walks, rows)
             return out + files_families(rows, files_top) if files_top else out
 
         resolve = functools.partial(self.files.walks.resolve, strict=True) if files_top else None

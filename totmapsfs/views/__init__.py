@@ -1,6 +1,6 @@
 """The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
 
-from ._files import FILES_COLUMNS, FileViews, files_families, format_files
+from ._files import FILES_COLUMNS, FileViews, files_families, format_files, walk_families
 from ._meminfo import MeminfoViews, format_meminfo, parse_meminfo, reconcile
 from ._metrics import (
     DEFAULT_TOP,
@@ -53,4 +53,5 @@ __all__ = [
     "snake",
     "total",
     "user_name",
+    "walk_families",
 ]

@@ -108,6 +108,36 @@ def files_families(rows: Iterable[Row], top: int) -> list[Family]:
     return out
 
 
+def walk_families(walks: FileWalks, rows: Snapshot) -> list[Family]:
+    """FileWalks' counters, as the engine's are shown (only to readers in our namespaces: ``rows.stats``)."""
+    if rows.stats is None:
+        return []
+    c = walks.cache.counters
+    return [
+        Family(
+            "totmapsfs_file_walks",
+            "smaps walks per mapping (files) since the daemon started",
+            "counter",
+            (),
+            [((), float(c.walks))],
+        ),
+        Family(
+            "totmapsfs_file_walk_seconds",
+            "Seconds spent in those walks, each holding its process's mmap lock (from the views' walk budget)",
+            "counter",
+            (),
+            [((), c.walk_seconds)],
+        ),
+        Family(
+            "totmapsfs_file_not_due",
+            "Processes left out of a files read: walked too recently for their walk duty, no files answer yet",
+            "counter",
+            (),
+            [((), float(walks.not_due))],
+        ),
+    ]
+
+
 def _first(parts: Sequence[bytes]) -> bytes:
     return parts[0]
 
