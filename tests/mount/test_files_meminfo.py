@@ -293,7 +293,9 @@ def test_metrics_meminfo_family_and_files_top() -> None:
         tops = [s.value for name, s in lines.items() if s.labels["parent"] == "" and name != "MemTotal"]
         assert sum(tops) == lines["MemTotal"].value
         assert lines["Pss_Anon"].labels["parent"] == "Processes"
-        assert not any(name.startswith("totmapsfs_file_") for name in fams)
+        per_file = {f"totmapsfs_file_{n}" for n in ("pss_bytes", "rss_bytes", "uss_bytes", "processes")}
+        assert not per_file & set(fams)  # off by default
+        assert fams["totmapsfs_file_walks"][0].value == 0  # and no smaps walk for metrics
         fams = metrics((top.path / "metrics").read_text())
         for name in ("pss_bytes", "rss_bytes", "uss_bytes", "processes"):
             assert len(fams[f"totmapsfs_file_{name}"]) == 5
