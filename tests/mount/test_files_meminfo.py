@@ -305,3 +305,28 @@ def test_metrics_meminfo_family_and_files_top() -> None:
     finally:
         assert plain.stop() == 0 and top.stop() == 0
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_first_files_read_walks_no_process_beyond_its_duty(workloads) -> None:
+    """Default duty (5%): a process just walked for its totmaps is not walked again for files until its duty allows.
+
+    Its totmaps walk (20,000 mappings: tens of ms) holds it for 20x that; the
+    files read right after leaves it out and says so, a read after the hold counts it.
+    """
+    big = workloads("--mappings", "20000")
+    d = Path(tempfile.mkdtemp(prefix="totmapsfs-files22-duty-"))
+    m = Mount(d / "mnt")
+    try:
+        for _ in range(5):
+            (m.path / str(big.pid) / "totmaps").read_bytes()  # a walk of tens of ms, held for 20x that
+            held = (m.path / "files").read_text().splitlines()[-1]
+            if held.startswith("# not counted: "):
+                break
+        assert held.startswith("# not counted: ") and int(held.split()[3]) >= 1, held
+        fams = metrics((m.path / "metrics").read_text())
+        assert fams["totmapsfs_file_not_due"][0].value >= 1
+        (m.path / str(big.pid) / "files").read_bytes()  # asked for by name: its first files answer is walked
+        assert "[anon]" in (m.path / str(big.pid) / "files").read_text()
+    finally:
+        assert m.stop() == 0
+        shutil.rmtree(d, ignore_errors=True)
