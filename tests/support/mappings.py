@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from support import parsers
-from support.parsers import oracle_line
+from support.parsers import oracle_add, oracle_line
 from totmapsfs.parser import SmapsParseError, _mappings
 
 U64_MAX = 2**64 - 1
@@ -69,16 +69,7 @@ def oracle(data: bytes) -> dict[str, dict[str, int]]:
         field = oracle_line(line)
         if field is None or current is None:
             continue
-        name, value = field
-        if value > U64_MAX:
-            raise OverflowError(f"line {lineno}: {name} value exceeds 2**64-1")
-        if name not in names and len(names) == 256:
-            raise SmapsParseError("too many distinct fields (> 256)")
-        names.add(name)
-        total = current.get(name, 0) + value
-        if total > U64_MAX:
-            raise OverflowError(f"line {lineno}: sum of {name} exceeds 2**64-1")
-        current[name] = total
+        oracle_add(current, names, field, lineno)
     return out
 
 

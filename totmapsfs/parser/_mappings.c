@@ -71,39 +71,30 @@ skip_hex(const unsigned char *p, const unsigned char *eol)
     return p;
 }
 
+/* A run of lowercase hex at p followed by ``sep``: the byte after sep, or NULL. */
+static const unsigned char *
+hex_then(const unsigned char *p, const unsigned char *eol, unsigned char sep)
+{
+    const unsigned char *q = skip_hex(p, eol);
+    return (q == p || q == eol || *q != sep) ? NULL : q + 1;
+}
+
 /* A header line [p, eol): 1 with the device, inode and name spans, else 0. */
 static int
 read_header(const unsigned char *p, const unsigned char *eol, const unsigned char **dev, size_t *dev_len,
             const unsigned char **ino, size_t *ino_len, const unsigned char **name, size_t *name_len)
 {
-    const unsigned char *q = skip_hex(p, eol);
-    if (q == p || q == eol || *q != '-')
+    if ((p = hex_then(p, eol, '-')) == NULL || (p = hex_then(p, eol, ' ')) == NULL)
         return 0;
-    p = q + 1;
-    q = skip_hex(p, eol);
-    if (q == p || q == eol || *q != ' ')
-        return 0;
-    p = q + 1;
-    for (int i = 0; i < 4; i++, p++)
+    for (int i = 0; i < 4; i++, p++) /* the permissions: four bytes, none a space */
         if (p == eol || *p == ' ')
             return 0;
-    if (p == eol || *p != ' ')
+    if (p == eol || *p++ != ' ' || (p = hex_then(p, eol, ' ')) == NULL)
         return 0;
-    p++;
-    q = skip_hex(p, eol);
-    if (q == p || q == eol || *q != ' ')
-        return 0;
-    p = q + 1;
     *dev = p;
-    q = skip_hex(p, eol);
-    if (q == p || q == eol || *q != ':')
+    if ((p = hex_then(p, eol, ':')) == NULL || (p = hex_then(p, eol, ' ')) == NULL)
         return 0;
-    p = q + 1;
-    q = skip_hex(p, eol);
-    if (q == p || q == eol || *q != ' ')
-        return 0;
-    *dev_len = (size_t)(q - *dev);
-    p = q + 1;
+    *dev_len = (size_t)(p - 1 - *dev);
     *ino = p;
     while (p < eol && *p >= '0' && *p <= '9')
         p++;
