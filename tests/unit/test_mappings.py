@@ -1,8 +1,11 @@
 """The per-mapping parser (MOUNT/files): C, reference and a regex-free oracle agree; keys as the rule says."""
 
+import gc
 import glob
 import mmap
 import os
+import sys
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 from support.mappings import U64_MAX, assert_agree, c_mappings, outcome
 from support.parsers import HANDWRITTEN
 from totmapsfs.parser import SmapsParseError, _mappings, parse_smaps
+from unit.test_parser_c import _call_expecting
 from unit.test_parser_generated import documents, examples, mutated_real_smaps
 
 pytestmark = pytest.mark.unit
@@ -233,3 +237,33 @@ def test_generated_mappings(data: bytes) -> None:
 @given(st.one_of(documents, mutated_real_smaps()))
 def test_generated_smaps_like(data: bytes) -> None:
     assert_agree(data)
+
+
+def test_no_reference_or_memory_leaks() -> None:
+    """The C per-mapping parser frees its tables (PyMem_Raw*, traced by tracemalloc) on success and on every error."""
+    c = c_mappings()
+    head = b"0040-0045 r-xp 0000 08:02 1 /a\n"
+    cases: list[tuple[object, type[BaseException] | None]] = [
+        (TEXT * 50, None),  # keys and arenas that grow
+        (head + b"Rss: 99999999999999999999 kB", OverflowError),
+        (head + b"Rss: 18446744073709551615 kB\nRss: 1 kB", OverflowError),
+        (head + b"".join(b"F%d: 1 kB\n" % i for i in range(257)), SmapsParseError),
+        ("text", TypeError),
+        (memoryview(TEXT)[::2], BufferError),
+    ]
+    for data, error in cases:
+        for _ in range(50):
+            _call_expecting(c, data, error)
+        gc.collect()
+        refs = sys.getrefcount(data), sys.getrefcount(SmapsParseError)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(2000):
+                _call_expecting(c, data, error)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert (sys.getrefcount(data), sys.getrefcount(SmapsParseError)) == refs
+        assert grown < 32 * 1024, (grown, error)
