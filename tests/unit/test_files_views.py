@@ -42,7 +42,7 @@ def test_files_walk_waits_for_the_totmaps_walks_duty() -> None:
             walks.resolve(probe, strict=True)
         assert walks.not_due == 1
         first = walks.resolve(probe)  # one process's file, asked by name: its first answer is walked
-        assert first.by_key and first.fields["Rss"] == sum(f.get("Rss", 0) for f in first.by_key.values())
+        assert first.by_key and first.fields["Rss"] == sum(rss for rss, *_ in first.by_key.values())
         clock.now += 1.0
         assert walks.resolve(engine.probe(proc), strict=True) is first  # still held: its last answer
         clock.now += 1.0  # 2 s after the 0.1 s walk began: due again

@@ -15,17 +15,19 @@ from ._engine import (
     choose_source,
     totmaps,
 )
-from ._files import FileWalks, Mapped, NotDue
+from ._files import FILE_SUMS, FileSums, FileWalks, Mapped, NotDue
 
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_DUTY",
     "DEFAULT_MAX_AGE",
     "DEFAULT_WALK_BUDGET",
+    "FILE_SUMS",
     "Budget",
     "Cache",
     "Counters",
     "Engine",
+    "FileSums",
     "FileWalks",
     "Key",
     "Mapped",

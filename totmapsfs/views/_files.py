@@ -6,15 +6,14 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..engine import FileWalks, Probe
+from ..engine import FILE_SUMS, FileWalks, Probe
 from ..proc import Caller
 from ._metrics import Family
-from ._snapshot import USS_PARTS, Row, Snapshot
+from ._snapshot import Row, Snapshot
 from ._summary import one_word
 from ._views import PATIENCE, Plan, Views
 
 FILES_COLUMNS = ("PROCS", "Rss", "Pss", "USS", "Swap", "SwapPss", "AGE", "PATH")
-_SUMMED = ("Rss", "Pss", "Swap", "SwapPss")
 
 
 @dataclass(slots=True)
@@ -23,7 +22,7 @@ class FileLine:
 
     key: str
     processes: int = 0
-    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys((*_SUMMED, "USS"), 0))
+    sums: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILE_SUMS, 0))
     age: float = 0.0
 
 
@@ -31,16 +30,15 @@ def by_key(rows: Iterable[Row]) -> list[FileLine]:
     """Every key of the rows' mappings, summed across processes, largest Pss first (key breaks ties)."""
     lines: dict[str, FileLine] = {}
     for row in rows:
-        for key, fields in (row.mappings or {}).items():
+        for key, values in (row.mappings or {}).items():
             line = lines.get(key)
             if line is None:
                 line = lines[key] = FileLine(key)
             line.processes += 1
             line.age = max(line.age, row.age)
             sums = line.sums
-            for name in _SUMMED:
-                sums[name] += fields.get(name, 0)
-            sums["USS"] += sum(fields.get(name, 0) for name in USS_PARTS)
+            for name, value in zip(FILE_SUMS, values, strict=True):
+                sums[name] += value
     return sorted(lines.values(), key=lambda line: (-line.sums["Pss"], line.key))
 
 
@@ -75,6 +73,7 @@ class FileViews:
 
     def files(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/files: every process the caller may read, by mapping key."""
+        self.walks.cache.forget_dead(self.views.engine.reader.pids())  # the pid directories' listing does the same
         return self.views.plan(caller, format_files, resolve=functools.partial(self.walks.resolve, strict=True))
 
     def pid_files(self, probe: Probe) -> Plan[bytes, bytes]:

@@ -24,7 +24,7 @@ class Row:
     fields: Mapping[str, int]
     age: float = 0.0  # seconds since the walk that gave these fields began
     walk: float = 0.0  # how long that walk took
-    mappings: Mapping[str, Mapping[str, int]] | None = None  # per mapping key, when the pass walked them (files)
+    mappings: Mapping[str, tuple[int, ...]] | None = None  # per mapping key, engine.FILE_SUMS (files passes)
 
     @property
     def uss(self) -> int:
