@@ -101,3 +101,23 @@ def test_view_files_are_files() -> None:
         tree.lookup(t.SUMMARY_INODE, b"x", ME)
     with pytest.raises(NotADirectory):
         tree.listdir(t.METRICS_INODE, ME)
+
+
+def test_meminfo_in_cgroup_directories_only() -> None:
+    tree = make_tree()
+    try:
+        cgroup = tree.lookup(t.ROOT_INODE, b"cgroup", ME)
+    except NoSuchEntry:
+        pytest.skip("no cgroup2 here")
+    meminfo = tree.lookup(cgroup.ino, b"meminfo", ME)
+    assert meminfo.ino == t.cgroup_meminfo_inode(0) and tree.getattr(meminfo.ino, ME) == meminfo
+    assert b"meminfo" in [name for name, _ in tree.listdir(cgroup.ino, ME)]
+    with pytest.raises(NotADirectory):
+        tree.lookup(t.CGROUP_TOTMAPS_INODE, b"meminfo", ME)
+    with pytest.raises(NotADirectory):
+        tree.lookup(meminfo.ino, b"x", ME)
+    with pytest.raises(NoSuchEntry):
+        tree.lookup(cgroup.ino, b"files", ME)  # a child cgroup of that name would be looked for, not shadowed
+    pid_dir = tree.lookup(t.ROOT_INODE, str(os.getpid()).encode(), ME).ino
+    with pytest.raises(NoSuchEntry):
+        tree.lookup(pid_dir, b"meminfo", ME)

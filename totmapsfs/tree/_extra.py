@@ -6,7 +6,7 @@ import functools
 import stat
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NoSuchEntry
+from ..errors import NoSuchEntry, NotADirectory
 from ..proc import Caller, within
 from ..views import Family, FileViews, MeminfoViews, Plan, Snapshot, files_families, walk_families
 from ._inodes import (
@@ -60,6 +60,8 @@ class Extra:
         return self._cgroup_attr(node.number, request)
 
     def lookup(self, parent: Inode, name: bytes, request: Request) -> Attr:
+        if parent.is_file:
+            raise NotADirectory(f"{parent.kind.value} {parent.number}")
         if parent.kind is Kind.PID and name == FILES:
             return self._pid_files_attr(parent.number, request)
         if parent.kind is Kind.CGROUP and name == MEMINFO:

@@ -46,6 +46,7 @@ from ._inodes import (
     EXTRA_NAMES,
     FILES_INODE,
     LINKS,
+    MEMINFO,
     MEMINFO_INODE,
     METRICS_INODE,
     ROOT_INODE,
@@ -202,7 +203,7 @@ class Tree:
             pid = parse_pid(name)
             return self._pid_attr(self._host(view, pid), pid, False)
         if node.kind is Kind.CGROUP:
-            if name in EXTRA_NAMES:
+            if name == MEMINFO:  # shadows a child cgroup of that name, as totmaps does
                 return self.extra.lookup(node, name, request)
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
