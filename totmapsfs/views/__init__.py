@@ -1,4 +1,4 @@
-"""The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics, files, meminfo."""
+"""The whole-system views: one snapshot of what a caller may read, summed, tabled, per cgroup, per file, reconciled."""
 
 from ._files import FILES_COLUMNS, FileViews, files_families, format_files, walk_families
 from ._meminfo import MeminfoViews, format_meminfo, parse_meminfo, reconcile
