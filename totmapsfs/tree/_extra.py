@@ -6,7 +6,7 @@ import functools
 import stat
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NoSuchEntry, NotADirectory
+from ..errors import NoSuchEntry, NotADirectory, SourceError
 from ..proc import Caller, within
 from ..views import Family, FileViews, MeminfoViews, Plan, Snapshot, files_families, walk_families
 from ._inodes import (
@@ -78,7 +78,11 @@ class Extra:
         files_top = self.tree.views.metrics_options.files_top
 
         def extra(rows: Snapshot) -> list[Family]:
-            out = self.meminfo.families(caller, rows) + walk_families(self.files.walks, rows)
+            try:
+                out = self.meminfo.families(caller, rows)
+            except SourceError:
+                out = []  # no /proc/meminfo to read (a --proc root without it): the rest of metrics stands
+            out += walk_families(self.files.walks, rows)
             return out + files_families(rows, files_top) if files_top else out
 
         resolve = functools.partial(self.files.walks.resolve, strict=True) if files_top else None
