@@ -82,7 +82,7 @@ venv:
 
 # The editable install: the tests and the benchmark import totmapsfs.harness
 # and totmapsfs.bench from this tree (the built wheel leaves them out).
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/parser/*.h totmapsfs/proc/*.c totmapsfs/proc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -266,7 +266,7 @@ FUZZ_DIR ?= build/fuzz
 FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
-SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c
+SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c totmapsfs/parser/_mappings.c totmapsfs/parser/_mapkeys.c
 PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c totmapsfs/proc/_fields.c totmapsfs/proc/_batch.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind

@@ -242,6 +242,19 @@ class Cache(Generic[V]):
                 break
             self._entries.popitem(last=False)
 
+    def last(self, key: Key) -> V | None:
+        """The answer kept for ``key`` whatever its state or age (a walk the duty forbids: files), or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else entry.value
+
+    def age(self, key: Key) -> tuple[float, float] | None:
+        """(age, walk seconds) of the answer kept for ``key``, or None."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            return None if entry is None else (now - entry.at, entry.walk)
+
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""
         alive = set(live)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
@@ -40,6 +41,8 @@ Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory counters)
 
 # /proc/<pid>/stat gives start times in clock ticks (USER_HZ) of CLOCK_BOOTTIME.
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+R = TypeVar("R")
 
 
 def boot_tick() -> int:
@@ -230,18 +233,33 @@ class Engine:
 
         If alive, a process that gets its pid later starts in a later tick and
         has another key; if not, the answer must not be kept or shared. The
-        cost is measured here only: the cache's duty and budget count it, the
-        views show it (Totmaps.walk).
+        cost is measured here only (``walked``): the cache's duty and budget
+        count it, the views show it (Totmaps.walk).
+        """
+        fields, started, walk, keep = self.walked(proc, key, self._read)
+        return Totmaps(fields, at=started, walk=walk), keep, walk
+
+    def _read(self, proc: Process) -> tuple[dict[str, int], bool]:
+        """The process's fields from the engine's source, and whether the text read was empty."""
+        if self.source is Source.ROLLUP:
+            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
+            return self._parse(text), not text
+        # The text is parsed where it was read (a pooled buffer): no copy of it.
+        with proc.memory_view() as raw:
+            return self._parse(raw), not raw
+
+    def walked(
+        self, proc: Process, key: Key, read: Callable[[Process], tuple[R, bool]]
+    ) -> tuple[R, float, float, bool]:
+        """``read(proc)``'s result as one walk: when it began (engine clock), its cost, and whether it may be kept.
+
+        ``read`` gives its result and whether the text it read was empty. The
+        cost is the walk clock's (see __init__); the result may be kept when
+        the process was alive after its start tick ended (module docstring).
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
         started, cpu = self.clock(), self._walk_clock()
-        if self.source is Source.ROLLUP:
-            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
-            fields, empty = self._parse(text), not text
-        else:
-            # The text is parsed where it was read (a pooled buffer): no copy of it.
-            with proc.memory_view() as raw:
-                fields, empty = self._parse(raw), not raw
+        result, empty = read(proc)
         # Text read is the process's own (the dirfd pins the task) and proves it
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
@@ -249,7 +267,7 @@ class Engine:
         walk = self._walk_clock() - cpu
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
-        return Totmaps(fields, at=started, walk=walk), tick > key[1], walk
+        return result, started, walk, tick > key[1]
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""
