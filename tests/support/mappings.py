@@ -4,8 +4,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from support import parsers
 from support.parsers import oracle_add, oracle_line
 from totmapsfs.parser import SmapsParseError, _mappings
@@ -19,9 +17,7 @@ def c_mappings() -> MappingsFn:
     try:
         from totmapsfs.parser._speedups import parse_smaps_mappings
     except ImportError:
-        if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
-            pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
-        pytest.skip("totmapsfs.parser._speedups is not built")
+        parsers.missing_c()
     return parse_smaps_mappings
 
 

@@ -6,7 +6,7 @@ import mmap
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
 
@@ -37,12 +37,17 @@ def impl(request: pytest.FixtureRequest) -> Impl:
         return Impl("python", _reference.parse_smaps, _format.format_totmaps)
     parse = _c_parse()
     if parse is None:
-        if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
-            pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
-        pytest.skip("totmapsfs.parser._speedups is not built")
+        missing_c()
     from totmapsfs.parser._speedups import format_totmaps
 
     return Impl("c", parse, format_totmaps)
+
+
+def missing_c() -> NoReturn:
+    """The C parser does not import: a failure under TOTMAPSFS_REQUIRE_C=1 (CI), else a skip."""
+    if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
+        pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
+    pytest.skip("totmapsfs.parser._speedups is not built")
 
 
 # --- an independent oracle: the rule written line by line, without regexes ---
