@@ -11,7 +11,7 @@ import pytest
 from support.passes import snapshot
 from support.views import render_with_client
 from totmapsfs.engine import Engine, FileWalks, NotDue
-from totmapsfs.parser import parse_smaps
+from totmapsfs.parser import parse_smaps, parse_smaps_mappings
 from totmapsfs.proc import Cgroup2
 from totmapsfs.views import (
     FileViews,
@@ -61,6 +61,36 @@ def test_files_walk_waits_for_the_totmaps_walks_duty() -> None:
         clock.now += 1.0  # 2 s after the 0.1 s walk began: due again
         again = walks.resolve(engine.check(proc), strict=True)
         assert again is not first and again.at == clock.now
+
+
+def test_totmaps_walk_waits_for_the_files_walks_duty() -> None:
+    """The other way: a process a files walk (0.1 s, duty 5%) holds keeps its last totmaps answer for 2 s."""
+    clock = Clock()
+
+    def slow_parse(data: bytes | memoryview) -> dict[str, int]:
+        clock.now += 0.1
+        return parse_smaps(data)
+
+    def slow_mappings(data: bytes | memoryview) -> dict[str, dict[str, int]]:
+        clock.now += 0.1
+        return parse_smaps_mappings(data)
+
+    engine = Engine(max_age=0.5, duty=0.05, clock=clock, parse=slow_parse)
+    walks = FileWalks(engine, parse=slow_mappings)
+    pid = os.getpid()
+    first = engine.totmaps(pid)
+    clock.now += 3.0  # the totmaps walk's hold (2 s) is over
+    with engine.reader.open(pid) as proc:
+        mapped = walks.resolve(engine.check(proc), strict=True)  # due: walked now
+        assert mapped.walk == pytest.approx(0.1) and walks.cache.counters.walks == 1
+        clock.now += 1.0  # totmaps is 4.1 s old (past max-age and its own hold), the files walk 1 s
+        walked, held = engine.counters.walks, engine.counters.held_not_due
+        assert engine.resolve(engine.check(proc)) is first
+        assert engine.cached(engine.check(proc)) is first  # the open path's, on the event loop
+        assert (engine.counters.walks, engine.counters.held_not_due) == (walked, held + 2)
+        clock.now += 1.0  # 2 s after the files walk began: due again
+        again = engine.resolve(engine.check(proc))
+        assert again is not first and again.at == clock.now - 0.1 and engine.counters.walks == walked + 1
 
 
 def test_files_view_counts_what_the_duty_left_out() -> None:

@@ -243,17 +243,26 @@ class Cache(Generic[V]):
             self._entries.popitem(last=False)
 
     def last(self, key: Key) -> V | None:
-        """The answer kept for ``key`` whatever its state or age (a walk the duty forbids: files), or None."""
+        """The answer kept for ``key`` whatever its state or age, counted as held for the duty, or None.
+
+        For a process another kind of walk holds (Engine.held_elsewhere): the
+        duty is the process's, whichever cache its last walk went to.
+        """
         with self._lock:
             entry = self._entries.get(key)
-            return None if entry is None else entry.value
+            if entry is None:
+                return None
+            self.counters.held_not_due += 1
+            return entry.value
 
-    def age(self, key: Key) -> tuple[float, float] | None:
-        """(age, walk seconds) of the answer kept for ``key``, or None."""
+    def holds(self, key: Key) -> bool:
+        """Whether the last walk of ``key`` kept here is within its duty still (``walk / duty`` not yet past)."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
-            return None if entry is None else (now - entry.at, entry.walk)
+            if entry is None or self.duty >= 1 or entry.walk < DUTY_FLOOR:
+                return False
+            return now < entry.at + entry.walk / self.duty
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
@@ -139,6 +140,9 @@ class Engine:
         self._walk_clock = time.thread_time if clock is time.monotonic else clock
         self._tick = tick
         self._parse = parse
+        # The caches of other kinds of walk of the same processes (FileWalks):
+        # the duty is the process's, so a walk kept in any of them holds it.
+        self._walk_caches: weakref.WeakSet[Cache[Any]] = weakref.WeakSet([self.cache])
 
     @property
     def max_age(self) -> float:
@@ -205,10 +209,27 @@ class Engine:
         return Checked(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
 
     def cached(self, checked: Checked) -> Totmaps | None:
-        """The answer if the cache has it for the state checked (or there is nothing to read); never waits."""
-        if checked.key is None:
+        """The answer if the cache has it for the state checked or holds it (or there is nothing to read); never waits.
+
+        Held includes the duty of the process's other walks (``held_elsewhere``).
+        """
+        key = checked.key
+        if key is None:
             return _EMPTY
-        return self.cache.lookup(checked.key, checked.signature)
+        hit = self.cache.lookup(key, checked.signature)
+        if hit is None and self.held_elsewhere(key, self.cache):
+            return self.cache.last(key)
+        return hit
+
+    def shares_duty(self, cache: Cache[Any]) -> None:
+        """Count the walks kept in ``cache`` (another kind of walk of these processes) in every process's duty."""
+        self._walk_caches.add(cache)
+
+    def held_elsewhere(self, key: Key, cache: Cache[Any]) -> bool:
+        """Whether a walk of the process kept in another cache than ``cache`` still holds it for the duty."""
+        if len(self._walk_caches) < 2:
+            return False  # no other kind of walk (no files view): the common case, without a call
+        return any(other.holds(key) for other in list(self._walk_caches) if other is not cache)
 
     def resolve(self, checked: Checked, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
         """The answer for a checked process: cached, held, shared with a reader computing it, or computed now.
@@ -218,11 +239,17 @@ class Engine:
         whose memory another reader has been reading for that long raises Busy
         instead of being waited for: a view must not hang on the one process
         whose mmap lock is held, only the reader that met it first does.
-        ``budget``: see WalkBudget.
+        ``budget``: see WalkBudget. A process another kind of walk still holds
+        for the duty (``held_elsewhere``: MOUNT/files) gets its last answer, as
+        one this cache holds does; its first is walked whatever the duty.
         """
         key = checked.key
         if key is None:
             return _EMPTY
+        if self.held_elsewhere(key, self.cache):  # a files walk holds it: its last answer, if it has one
+            held = self.cache.lookup(key, checked.signature) or self.cache.last(key)
+            if held is not None:
+                return held
         proc = checked.proc
         return self.cache.get_or_compute(
             key, checked.signature, lambda: self._compute(proc, key), patience=patience, budget=budget

@@ -6,21 +6,24 @@ every VMA's page tables under the mmap lock, as smaps_rollup does, and prints
 ~1 KiB per mapping besides. So they go through a cache of their own keyed
 and invalidated as the totmaps cache (pid and start time; the memory
 generation; max-age), under the same walk duty and the views' walk budget.
-The duty is the process's, not the cache's: a process whose totmaps walk is
-still holding its answer (walked less than ``walk / duty`` ago) is not walked
-for its mappings either; it gets its last mappings answer, or, when it has
-none yet, is left out of this read (``NotDue``, counted in the view) rather
-than walked beyond its duty.
+The duty is the process's, not the cache's (Engine.shares_duty): a process
+whose totmaps walk still holds it (walked less than ``walk / duty`` ago) is
+not walked for its mappings either; it gets its last mappings answer, or,
+when it has none yet, is left out of this read (``NotDue``, counted in the
+view) rather than walked beyond its duty. The other way round, a process a
+files walk holds gets its last totmaps answer (Engine.resolve), and is walked
+only for its first.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from ..errors import TotmapsError
 from ..parser import parse_smaps_mappings
 from ..proc import Process
-from ._cache import DUTY_FLOOR, Budget, Cache, Key
+from ._cache import Budget, Cache, Key
 from ._engine import Checked, Engine, Totmaps
 
 
@@ -59,12 +62,18 @@ _EMPTY = Mapped({}, 0.0, 0.0)
 class FileWalks:
     """The mappings of processes checked by ``engine``; thread-safe."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        parse: Callable[[bytes | memoryview], dict[str, dict[str, int]]] = parse_smaps_mappings,
+    ) -> None:
         self.engine = engine
+        self._parse = parse
         self.cache: Cache[Mapped] = Cache(
             engine.max_age, duty=engine.duty, clock=engine.clock, capacity=engine.cache.capacity
         )
         self.not_due = 0  # reads left out for the duty (see NotDue); unsynchronized, a statistic
+        engine.shares_duty(self.cache)  # and a files walk holds the process's totmaps for its duty
 
     def resolve(
         self, checked: Checked, *, patience: float | None = None, budget: Budget | None = None, strict: bool = False
@@ -79,7 +88,7 @@ class FileWalks:
         key = checked.key
         if key is None:
             return _EMPTY
-        if not self._due(key):
+        if self.engine.held_elsewhere(key, self.cache):
             held = self.cache.lookup(key, checked.signature) or self.cache.last(key)
             if held is None and strict:
                 self.not_due += 1
@@ -90,21 +99,11 @@ class FileWalks:
             key, checked.signature, lambda: self._compute(checked, key), patience=patience, budget=budget
         )
 
-    def _due(self, key: Key) -> bool:
-        """Whether the process's totmaps walk leaves room for another walk now (see the module docstring)."""
-        duty = self.engine.duty
-        seen = self.engine.cache.age(key)
-        if duty >= 1 or seen is None:
-            return True
-        age, walk = seen
-        return walk < DUTY_FLOOR or age >= walk / duty
-
     def _compute(self, checked: Checked, key: Key) -> tuple[Mapped, bool, float]:
-        by_key, started, walk, keep = self.engine.walked(checked.proc, key, _read_mappings)
+        by_key, started, walk, keep = self.engine.walked(checked.proc, key, self._read)
         return Mapped(by_key, started, walk), keep, walk
 
-
-def _read_mappings(proc: Process) -> tuple[dict[str, dict[str, int]], bool]:
-    """The process's smaps summed per mapping key, and whether the text was empty (parsed in the pooled buffer)."""
-    with proc.memory_view() as raw:
-        return parse_smaps_mappings(raw), not raw
+    def _read(self, proc: Process) -> tuple[dict[str, dict[str, int]], bool]:
+        """The process's smaps summed per mapping key, and whether the text was empty (parsed in the pooled buffer)."""
+        with proc.memory_view() as raw:
+            return self._parse(raw), not raw
