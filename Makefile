@@ -327,7 +327,7 @@ asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
 	$(ASAN_ENV) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_TIMEOUT_SCALE=10 \
@@ -348,6 +348,6 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
 	$(VALGRIND) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)
