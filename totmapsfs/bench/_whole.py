@@ -28,7 +28,7 @@ VIEWS = {  # view -> the awk program that sums its Pss, as a user would
     "summary": "NR > 1 { s += $4 } END { print s }",
     "metrics": "/^totmapsfs_process_pss_bytes/ { s += $2 } END { print s }",
     "cgroup/totmaps": "/^Pss:/ { s += $2 } END { print s }",
-    "files": "NR > 1 && !/^#/ { s += $3 } END { print s }",  # issue 22: smaps walks, per mapped file
+    "files": "NR > 1 && !/^#/ { s += $3 } END { print s }",  # smaps walks, per mapped file
     "meminfo": "/^Processes:/ { print $2 }",
 }
 # What users run for the files view's question today (Debian smem; optional).

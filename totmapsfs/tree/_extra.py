@@ -1,4 +1,4 @@
-"""The tree's files of issue 22: /files, /meminfo, /<pid>/files and /cgroup/.../meminfo (names, attributes, plans)."""
+"""The tree's files beside totmaps: /files, /meminfo, /<pid>/files, /cgroup/.../meminfo (names, attributes, plans)."""
 
 from __future__ import annotations
 

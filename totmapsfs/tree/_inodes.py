@@ -28,7 +28,7 @@ SELF_INODE = 2
 TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE = 3, 4, 5  # whole-system views
 CGROUP_INODE, CGROUP_TOTMAPS_INODE = 6, 7  # /cgroup and /cgroup/totmaps: the top of the caller's cgroup namespace
 THREAD_SELF_INODE = 8
-FILES_INODE, MEMINFO_INODE = 9, 10  # whole-system views (issue 22)
+FILES_INODE, MEMINFO_INODE = 9, 10  # whole-system views (files, meminfo)
 _PID_BASE = 256  # inodes below this are the fixed ones above
 # PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
 PID_MAX_LIMIT = 4 * 1024 * 1024

@@ -13,7 +13,7 @@ Layout::
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
     /files, /<pid>/files, /meminfo, /cgroup/.../meminfo
-                    per mapped file, and /proc/meminfo reconciled (issue 22: _extra)
+                    per mapped file, and /proc/meminfo reconciled (_extra)
 
 Every name is the caller's: pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
