@@ -82,7 +82,7 @@ venv:
 
 # The editable install: the tests and the benchmark import totmapsfs.harness
 # and totmapsfs.bench from this tree (the built wheel leaves them out).
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/parser/*.h totmapsfs/proc/*.c totmapsfs/proc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -266,7 +266,7 @@ FUZZ_DIR ?= build/fuzz
 FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
-SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c
+SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c totmapsfs/parser/_mappings.c totmapsfs/parser/_mapkeys.c
 PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c totmapsfs/proc/_fields.c totmapsfs/proc/_batch.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind
@@ -327,7 +327,7 @@ asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
 	$(ASAN_ENV) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_TIMEOUT_SCALE=10 \
@@ -348,6 +348,6 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
 	$(VALGRIND) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)

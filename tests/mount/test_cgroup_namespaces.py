@@ -126,7 +126,7 @@ def test_cgroup_root_is_the_callers_namespace_root(mount: Mount, cgns: CgroupNs)
     ours_root, ours_inner, ours_list = got
     expect.numbers(ours_root, before, "MOUNT/cgroup/totmaps inside the namespace, against the host's view of its root")
     expect.numbers(ours_inner, inner_after, "MOUNT/cgroup/inner/totmaps inside, against the host's <root>/inner")
-    expect.same(ours_list.get("ok", answer(ours_list)), [*children, "totmaps"], "ls MOUNT/cgroup inside the namespace")
+    expect.same(ours_list.get("ok", answer(ours_list)), [*children, "meminfo", "totmaps"], "ls MOUNT/cgroup inside")
     expect.done()
 
 

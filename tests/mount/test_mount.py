@@ -98,13 +98,13 @@ def test_listing_mirrors_proc(exact_mount: Mount) -> None:
     after = {n for n in os.listdir("/proc") if n.isdigit()}
     assert {"self", "thread-self"} <= ours
     ours -= {"self", "thread-self"}
-    views = {"totmaps", "summary", "metrics", "cgroup"}  # whole-system views (mount/test_views.py)
-    assert {"totmaps", "summary", "metrics"} <= ours
+    views = {"totmaps", "summary", "metrics", "cgroup", "files", "meminfo"}  # mount/test_views.py, test_files_meminfo
+    assert {"totmaps", "summary", "metrics", "files", "meminfo"} <= ours
     ours -= views
     assert all(n.isdigit() for n in ours)
     assert ours <= before | after, ours - (before | after)
     assert before & after <= ours, (before & after) - ours
-    assert os.listdir(exact_mount.path / str(os.getpid())) == ["totmaps"]
+    assert os.listdir(exact_mount.path / str(os.getpid())) == ["totmaps", "files"]
 
 
 def test_self_is_the_callers_process(exact_mount: Mount) -> None:

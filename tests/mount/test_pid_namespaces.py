@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -249,12 +250,13 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
     m, expect = exact_mount.path, Verdicts()
     w = pidns.workload("w", "--marker", "8", at_pid=300)
     with pidns.stopped(w):
-        before, summary, text, after, rollup = pidns.run(
+        before, summary, text, after, rollup, meminfo = pidns.run(
             ["listdir", "/proc"],
             ["read", str(m / "summary")],
             ["read", str(m / "metrics")],
             ["listdir", "/proc"],
             ["read", "/proc/300/smaps_rollup"],
+            ["read", str(m / "meminfo")],
         )
     ns_pids = pid_names(value(before)) | pid_names(value(after))
     rss = fields(value(rollup).encode())["Rss"]
@@ -272,6 +274,10 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
         metrics(value(text, "metrics"))
     )
     expect.that(not host_wide, f"metrics shows the host's walk counters to a container: {sorted(host_wide)}")
+    # meminfo's unread processes are the pass's own listing, translated while the caller's namespace was
+    # open: root in it reads all of its processes, so none is unread.
+    unread = re.search(r"^ *UnreadableRss: +(\d+) kB$", value(meminfo, "meminfo"), re.M)
+    expect.that(unread is not None and unread.group(1) == "0", f"meminfo in the namespace: {answer(meminfo)}")
     expect.done()
 
 

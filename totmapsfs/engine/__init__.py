@@ -15,18 +15,24 @@ from ._engine import (
     choose_source,
     totmaps,
 )
+from ._files import FILE_SUMS, FileSums, FileWalks, Mapped, NotDue
 
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_DUTY",
     "DEFAULT_MAX_AGE",
     "DEFAULT_WALK_BUDGET",
+    "FILE_SUMS",
     "Budget",
     "Cache",
     "Checked",
     "Counters",
     "Engine",
+    "FileSums",
+    "FileWalks",
     "Key",
+    "Mapped",
+    "NotDue",
     "Signature",
     "Source",
     "SourceUnavailable",

@@ -242,6 +242,28 @@ class Cache(Generic[V]):
                 break
             self._entries.popitem(last=False)
 
+    def last(self, key: Key) -> V | None:
+        """The answer kept for ``key`` whatever its state or age, counted as held for the duty, or None.
+
+        For a process another kind of walk holds (Engine.held_elsewhere): the
+        duty is the process's, whichever cache its last walk went to.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self.counters.held_not_due += 1
+            return entry.value
+
+    def holds(self, key: Key) -> bool:
+        """Whether the last walk of ``key`` kept here is within its duty still (``walk / duty`` not yet past)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self.duty >= 1 or entry.walk < DUTY_FLOOR:
+                return False
+            return now < entry.at + entry.walk / self.duty
+
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""
         alive = set(live)

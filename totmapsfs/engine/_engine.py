@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from ..errors import NoSuchProcess
 from ..parser import format_totmaps, parse_smaps
@@ -40,6 +42,8 @@ Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory counters)
 
 # /proc/<pid>/stat gives start times in clock ticks (USER_HZ) of CLOCK_BOOTTIME.
 _TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+R = TypeVar("R")
 
 
 def boot_tick() -> int:
@@ -136,6 +140,9 @@ class Engine:
         self._walk_clock = time.thread_time if clock is time.monotonic else clock
         self._tick = tick
         self._parse = parse
+        # The caches of other kinds of walk of the same processes (FileWalks):
+        # the duty is the process's, so a walk kept in any of them holds it.
+        self._walk_caches: weakref.WeakSet[Cache[Any]] = weakref.WeakSet([self.cache])
 
     @property
     def max_age(self) -> float:
@@ -202,10 +209,27 @@ class Engine:
         return Checked(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
 
     def cached(self, checked: Checked) -> Totmaps | None:
-        """The answer if the cache has it for the state checked (or there is nothing to read); never waits."""
-        if checked.key is None:
+        """The answer if the cache has it for the state checked or holds it (or there is nothing to read); never waits.
+
+        Held includes the duty of the process's other walks (``held_elsewhere``).
+        """
+        key = checked.key
+        if key is None:
             return _EMPTY
-        return self.cache.lookup(checked.key, checked.signature)
+        hit = self.cache.lookup(key, checked.signature)
+        if hit is None and self.held_elsewhere(key, self.cache):
+            return self.cache.last(key)
+        return hit
+
+    def shares_duty(self, cache: Cache[Any]) -> None:
+        """Count the walks kept in ``cache`` (another kind of walk of these processes) in every process's duty."""
+        self._walk_caches.add(cache)
+
+    def held_elsewhere(self, key: Key, cache: Cache[Any]) -> bool:
+        """Whether a walk of the process kept in another cache than ``cache`` still holds it for the duty."""
+        if len(self._walk_caches) < 2:
+            return False  # no other kind of walk (no files view): the common case, without a call
+        return any(other.holds(key) for other in list(self._walk_caches) if other is not cache)
 
     def resolve(self, checked: Checked, *, patience: float | None = None, budget: Budget | None = None) -> Totmaps:
         """The answer for a checked process: cached, held, shared with a reader computing it, or computed now.
@@ -215,11 +239,17 @@ class Engine:
         whose memory another reader has been reading for that long raises Busy
         instead of being waited for: a view must not hang on the one process
         whose mmap lock is held, only the reader that met it first does.
-        ``budget``: see WalkBudget.
+        ``budget``: see WalkBudget. A process another kind of walk still holds
+        for the duty (``held_elsewhere``: MOUNT/files) gets its last answer, as
+        one this cache holds does; its first is walked whatever the duty.
         """
         key = checked.key
         if key is None:
             return _EMPTY
+        if self.held_elsewhere(key, self.cache):  # a files walk holds it: its last answer, if it has one
+            held = self.cache.lookup(key, checked.signature) or self.cache.last(key)
+            if held is not None:
+                return held
         proc = checked.proc
         return self.cache.get_or_compute(
             key, checked.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
@@ -230,18 +260,33 @@ class Engine:
 
         If alive, a process that gets its pid later starts in a later tick and
         has another key; if not, the answer must not be kept or shared. The
-        cost is measured here only: the cache's duty and budget count it, the
-        views show it (Totmaps.walk).
+        cost is measured here only (``walked``): the cache's duty and budget
+        count it, the views show it (Totmaps.walk).
+        """
+        fields, started, walk, keep = self.walked(proc, key, self._read)
+        return Totmaps(fields, at=started, walk=walk), keep, walk
+
+    def _read(self, proc: Process) -> tuple[dict[str, int], bool]:
+        """The process's fields from the engine's source, and whether the text read was empty."""
+        if self.source is Source.ROLLUP:
+            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
+            return self._parse(text), not text
+        # The text is parsed where it was read (a pooled buffer): no copy of it.
+        with proc.memory_view() as raw:
+            return self._parse(raw), not raw
+
+    def walked(
+        self, proc: Process, key: Key, read: Callable[[Process], tuple[R, bool]]
+    ) -> tuple[R, float, float, bool]:
+        """``read(proc)``'s result as one walk: when it began (engine clock), its cost, and whether it may be kept.
+
+        ``read`` gives its result and whether the text it read was empty. The
+        cost is the walk clock's (see __init__); the result may be kept when
+        the process was alive after its start tick ended (module docstring).
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
         started, cpu = self.clock(), self._walk_clock()
-        if self.source is Source.ROLLUP:
-            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
-            fields, empty = self._parse(text), not text
-        else:
-            # The text is parsed where it was read (a pooled buffer): no copy of it.
-            with proc.memory_view() as raw:
-                fields, empty = self._parse(raw), not raw
+        result, empty = read(proc)
         # Text read is the process's own (the dirfd pins the task) and proves it
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
@@ -249,7 +294,7 @@ class Engine:
         walk = self._walk_clock() - cpu
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
-        return Totmaps(fields, at=started, walk=walk), tick > key[1], walk
+        return result, started, walk, tick > key[1]
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""

@@ -156,6 +156,15 @@ def parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_TOP}; 0: per-cgroup series only)",
     )
     p.add_argument(
+        "--metrics-files-top",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-file series (4 families of N series, label path) for the N files "
+        "of MOUNTPOINT/files with the largest Pss (default 0: none). Each scrape then walks smaps, the "
+        "expensive kind, within --duty and --walk-budget",
+    )
+    p.add_argument(
         "--metrics-cgroup-depth",
         type=_depth,
         default=None,
@@ -234,7 +243,7 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
         log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)
-    metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
+    metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields, args.metrics_files_top)
     budget = None if args.walk_budget is None else WalkBudget(args.walk_budget)
     views = Views(engine, Cgroup2(reader), metrics, budget)
     ops = Operations(Tree(engine, views, per_caller_names=args.per_caller_names), threads=args.threads)

@@ -4,6 +4,8 @@ from ._cgroupdirs import CgroupDirs, check_name
 from ._inodes import (
     CGROUP_INODE,
     CGROUP_TOTMAPS_INODE,
+    FILES_INODE,
+    MEMINFO_INODE,
     METRICS_INODE,
     PID_MAX_LIMIT,
     ROOT_INODE,
@@ -15,9 +17,11 @@ from ._inodes import (
     Inode,
     Kind,
     cgroup_inode,
+    cgroup_meminfo_inode,
     decode,
     parse_pid,
     pid_dir_inode,
+    pid_files_inode,
     totmaps_inode,
 )
 from ._tree import Mixed, Request, Tree
@@ -25,6 +29,8 @@ from ._tree import Mixed, Request, Tree
 __all__ = [
     "CGROUP_INODE",
     "CGROUP_TOTMAPS_INODE",
+    "FILES_INODE",
+    "MEMINFO_INODE",
     "METRICS_INODE",
     "PID_MAX_LIMIT",
     "ROOT_INODE",
@@ -40,9 +46,11 @@ __all__ = [
     "Request",
     "Tree",
     "cgroup_inode",
+    "cgroup_meminfo_inode",
     "check_name",
     "decode",
     "parse_pid",
     "pid_dir_inode",
+    "pid_files_inode",
     "totmaps_inode",
 ]

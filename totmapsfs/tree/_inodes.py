@@ -9,8 +9,10 @@ reused pid never serves its predecessor's numbers.
 
     1 .. 255            the root, "self", "thread-self" and the whole-system views (fixed)
     256 + 2*pid (+1)    a pid directory (its totmaps file)
+    2**39 + pid         a pid directory's files (per mapping key; views.FileViews)
     2**40 + 2*id (+1)   a cgroup directory (its totmaps file), id from CgroupDirs;
                         the cgroup2 root is the fixed CGROUP_INODE (CGROUP_TOTMAPS_INODE)
+    2**50 + id          a cgroup directory's meminfo (id 0: the top of the caller's namespace)
 """
 
 from __future__ import annotations
@@ -26,17 +28,29 @@ SELF_INODE = 2
 TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE = 3, 4, 5  # whole-system views
 CGROUP_INODE, CGROUP_TOTMAPS_INODE = 6, 7  # /cgroup and /cgroup/totmaps: the top of the caller's cgroup namespace
 THREAD_SELF_INODE = 8
+FILES_INODE, MEMINFO_INODE = 9, 10  # whole-system views (files, meminfo)
 _PID_BASE = 256  # inodes below this are the fixed ones above
 # PID_MAX_LIMIT on 64-bit kernels (include/linux/threads.h): 4 * 1024 * 1024.
 PID_MAX_LIMIT = 4 * 1024 * 1024
 _PID_END = _PID_BASE + 2 * PID_MAX_LIMIT
 # Far above the largest pid inode (256 + 2 * PID_MAX_LIMIT < 2**24).
 _CGROUP_BASE = 1 << 40
+_PID_FILES_BASE = 1 << 39
+_CGROUP_MEMINFO_BASE = 1 << 50
 
 TOTMAPS = b"totmaps"
+FILES = b"files"
+MEMINFO = b"meminfo"
+EXTRA_NAMES = (FILES, MEMINFO)  # in a pid directory (files) and a cgroup directory (meminfo): tree._extra
 LINKS = {b"self": SELF_INODE, b"thread-self": THREAD_SELF_INODE}
 CGROUP = b"cgroup"
-VIEW_FILES = {b"totmaps": TOTMAPS_INODE, b"summary": SUMMARY_INODE, b"metrics": METRICS_INODE}
+VIEW_FILES = {
+    b"totmaps": TOTMAPS_INODE,
+    b"summary": SUMMARY_INODE,
+    b"metrics": METRICS_INODE,
+    FILES: FILES_INODE,
+    MEMINFO: MEMINFO_INODE,
+}
 
 
 class Kind(Enum):
@@ -45,6 +59,8 @@ class Kind(Enum):
     VIEW = "view"  # /totmaps, /summary, /metrics
     PID = "pid"  # /<pid> and /<pid>/totmaps
     CGROUP = "cgroup"  # /cgroup/... and their totmaps
+    PID_FILES = "pid_files"  # /<pid>/files
+    CGROUP_MEMINFO = "cgroup_meminfo"  # /cgroup/.../meminfo
 
 
 class Inode(NamedTuple):
@@ -77,6 +93,14 @@ def totmaps_inode(pid: int) -> int:
     return _PID_BASE + 2 * pid + 1
 
 
+def pid_files_inode(pid: int) -> int:
+    return _PID_FILES_BASE + pid
+
+
+def cgroup_meminfo_inode(ident: int) -> int:
+    return _CGROUP_MEMINFO_BASE + ident
+
+
 def cgroup_inode(ident: int, is_file: bool) -> int:
     if ident == 0:
         return CGROUP_TOTMAPS_INODE if is_file else CGROUP_INODE
@@ -92,10 +116,14 @@ def decode(ino: int) -> Inode:
         return Inode(Kind.ROOT, 0, False)
     if ino in (SELF_INODE, THREAD_SELF_INODE):
         return Inode(Kind.SELF, ino, False)
-    if ino in (TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE):
+    if ino in (TOTMAPS_INODE, SUMMARY_INODE, METRICS_INODE, FILES_INODE, MEMINFO_INODE):
         return Inode(Kind.VIEW, ino, True)
     if ino in (CGROUP_INODE, CGROUP_TOTMAPS_INODE):
         return Inode(Kind.CGROUP, 0, ino == CGROUP_TOTMAPS_INODE)
+    if _PID_FILES_BASE <= ino < _PID_FILES_BASE + PID_MAX_LIMIT:
+        return Inode(Kind.PID_FILES, ino - _PID_FILES_BASE, True)
+    if ino >= _CGROUP_MEMINFO_BASE:
+        return Inode(Kind.CGROUP_MEMINFO, ino - _CGROUP_MEMINFO_BASE, True)
     if ino >= _CGROUP_BASE:
         ident, is_file = divmod(ino - _CGROUP_BASE, 2)
         return Inode(Kind.CGROUP, ident, bool(is_file))

@@ -12,6 +12,8 @@ Layout::
                     whole-system views over what the caller may read (views.Views)
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
+    /files, /<pid>/files, /meminfo, /cgroup/.../meminfo
+                    per mapped file, and /proc/meminfo reconciled (_extra)
 
 Every name is the caller's: pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
@@ -37,10 +39,15 @@ from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import ROOT, Caller, PidView
 from ..views import Plan, Views
 from ._cgroupdirs import CgroupDirs
+from ._extra import Extra
 from ._inodes import (
     CGROUP,
     CGROUP_INODE,
+    EXTRA_NAMES,
+    FILES_INODE,
     LINKS,
+    MEMINFO,
+    MEMINFO_INODE,
     METRICS_INODE,
     ROOT_INODE,
     SELF_INODE,
@@ -97,6 +104,7 @@ class Tree:
         self.access = engine.access
         self.views = views
         self.cgroup_dirs = CgroupDirs(views.cgroups)
+        self.extra = Extra(self)
         self.mounted_at_ns = time.time_ns()  # when mounted, in ns: the fixed files' mtime
         self.mixed = Mixed()
         if per_caller_names:
@@ -174,6 +182,8 @@ class Tree:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
             return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
+        if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO):
+            return self.extra.attr(node, request)
         with self._view(request) as view:
             return self._pid_attr(self._host(view, node.number), node.number, node.is_file)
 
@@ -194,9 +204,13 @@ class Tree:
                 pid = parse_pid(name)
                 return self._pid_attr(self._host(view, pid), pid, False)
         if node.kind is Kind.CGROUP:
+            if name == MEMINFO:  # shadows a child cgroup of that name, as totmaps does
+                return self.extra.lookup(node, name, request)
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {parent}")
+        if name in EXTRA_NAMES:
+            return self.extra.lookup(node, name, request)
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
@@ -233,14 +247,16 @@ class Tree:
         if node.kind is Kind.ROOT:
             return self._root_entries(request)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
+            entries = self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
+            return entries + self.extra.entries(node, request)
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {ino}")
         pid = node.number
         with self._view(request) as view:
             host = self._host(view, pid)
         here = self._pid_attr(host, pid, False)
-        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
+        entries = [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
+        return entries + self.extra.entries(node, request)
 
     def readlink(self, ino: int, request: Request) -> bytes:
         if decode(ino).kind is not Kind.SELF:
@@ -277,6 +293,9 @@ class Tree:
         node = decode(ino)
         if not node.is_file:
             raise NoSuchEntry(f"inode {ino}")
+        if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO) or ino in (FILES_INODE, MEMINFO_INODE):
+            with self.caller(request) as caller:
+                return self.extra.open_file(node, ino, request, caller)
         if node.kind is Kind.PID:
             if self.engine.always_walks:
                 # No answer can come from the cache, so there is nothing to
@@ -300,7 +319,7 @@ class Tree:
                 top: str | None = self.cgroup_top(request)
             except NoSuchEntry:
                 top = None  # no cgroup the caller can be shown: series without cgroup labels
-            return self.views.metrics(caller, top)
+            return self.extra.metrics(caller, top)
         top = self.cgroup_top(request)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
 

@@ -1,5 +1,7 @@
-"""The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
+"""The whole-system views: one snapshot of what a caller may read, summed, tabled, per cgroup, per file, reconciled."""
 
+from ._files import FILES_COLUMNS, FileViews, files_families, format_files, walk_families
+from ._meminfo import MeminfoViews, format_meminfo, parse_meminfo, reconcile
 from ._metrics import (
     DEFAULT_TOP,
     FIELD_HELP,
@@ -18,12 +20,15 @@ from ._views import PASS_THREADS, PATIENCE, Plan, Views
 __all__ = [
     "DEFAULT_TOP",
     "FIELD_HELP",
+    "FILES_COLUMNS",
     "KNOWN_FIELDS",
     "PASS_THREADS",
     "PATIENCE",
     "SUMMARY_COLUMNS",
     "USS_PARTS",
     "Family",
+    "FileViews",
+    "MeminfoViews",
     "MetricsOptions",
     "Plan",
     "Row",
@@ -32,11 +37,17 @@ __all__ = [
     "WalkStats",
     "by_pss",
     "families",
+    "files_families",
+    "format_files",
+    "format_meminfo",
     "format_summary",
     "one_word",
     "parse_fields",
+    "parse_meminfo",
+    "reconcile",
     "render",
     "snake",
     "total",
     "user_name",
+    "walk_families",
 ]

@@ -71,9 +71,10 @@ class MetricsOptions:
     top: int = DEFAULT_TOP  # per-process series for this many processes, largest Pss first; 0: none
     cgroup_depth: int | None = None  # deepest cgroup level with series ("/" is 0); None: all levels
     fields: tuple[str, ...] | None = None  # the fields exported; None: all the kernel reports, and USS
+    files_top: int = 0  # per-file series for this many mapping keys, largest Pss first; 0: none (no smaps walk)
 
     def __post_init__(self) -> None:
-        if self.top < 0 or (self.cgroup_depth is not None and self.cgroup_depth < 0):
+        if self.top < 0 or self.files_top < 0 or (self.cgroup_depth is not None and self.cgroup_depth < 0):
             raise ValueError("top and cgroup_depth must be >= 0")
 
 
@@ -201,6 +202,7 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
                     [(labels, _bytes(r, name)) for labels, r in zip(process_labels, top, strict=True)],
                 )
             )
+    out.extend(snapshot.extra)
     return out
 
 

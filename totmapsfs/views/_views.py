@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from ..engine import Counters, Engine, WalkBudget
+from ..engine import Counters, Engine, Mapped, NotDue, Totmaps, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
-from ._metrics import MetricsOptions, render
+from ._metrics import Family, MetricsOptions, render
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
@@ -55,6 +55,7 @@ class _Watched:
 
 S = TypeVar("S")
 T = TypeVar("T")
+Resolve = Callable[..., Totmaps]  # (checked, *, patience, budget): Engine.resolve, or FileWalks.resolve
 
 
 class Plan(NamedTuple, Generic[S, T]):
@@ -135,6 +136,7 @@ class Views:
         cgroups: bool = False,
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
+        resolve: Resolve | None = None,
     ) -> Plan[Snapshot, T]:
         """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
@@ -146,6 +148,7 @@ class Views:
         ``top`` names it (None: no cgroup). The slices may run in parallel (the
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
         merged. Slices are interleaved, so that each gets as many big processes.
+        ``resolve`` replaces Engine.resolve (``files`` walks mappings).
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
@@ -160,11 +163,15 @@ class Views:
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        slices = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        resolve = resolve or self.engine.resolve
+        slices = [
+            functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids, resolve) for i in range(n)
+        ]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
             rows.numeric_users = uids is not None
+            rows.visible = pids
             for part in parts:
                 rows.extend_from(part)
             # See threads_for: whether this pass mostly computed.
@@ -200,9 +207,11 @@ class Views:
         keep: Callable[[str | None], bool] | None,
         top: str | None,
         uids: Callable[[int], int] | None = None,
+        resolve: Resolve | None = None,
     ) -> Snapshot:
         """The rows of (position in the pass, our pid, the caller's pid) ``pids``; ``uids`` renumbers uids."""
         engine, relative = self.engine, self.cgroups.relative
+        resolve = resolve or engine.resolve
         budget = None if self.budget is None else _Watched(self.budget)
         rows = Snapshot()
         now = engine.clock()
@@ -219,13 +228,16 @@ class Views:
                         if keep is not None and not keep(path):
                             continue
                         checked = engine.checked(proc, stat, status, caller)
-                        totmaps = engine.resolve(checked, patience=PATIENCE, budget=budget)
+                        totmaps = resolve(checked, patience=PATIENCE, budget=budget)
                         if budget is not None and budget.denied:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
                                 rows.deferred_at = position
                     except (NoSuchEntry, AccessDenied):
                         continue  # gone since the listing, or not the caller's to read
+                    except NotDue:
+                        rows.not_due += 1
+                        continue
                     except (Busy, SourceError) as exc:
                         rows.left_out += 1
                         self._warn_once(pid, exc)
@@ -234,7 +246,8 @@ class Views:
                         cgroup = None if top is None else rebase(path, top)
                         age = max(0.0, now - totmaps.at)
                         uid = status.uids[1] if uids is None else uids(status.uids[1])
-                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk))
+                        mappings = totmaps.by_key if isinstance(totmaps, Mapped) else None
+                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk, mappings))
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
@@ -267,8 +280,22 @@ class Views:
             keep=lambda member: member is not None and within(member, path),
         )
 
-    def metrics(self, caller: Caller | None, top: str | None = ROOT) -> Plan[Snapshot, bytes]:
-        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``)."""
-        return self.plan(
-            caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
-        )
+    def metrics(
+        self,
+        caller: Caller | None,
+        top: str | None = ROOT,
+        *,
+        extra: Callable[[Snapshot], Sequence[Family]] | None = None,
+        resolve: Resolve | None = None,
+    ) -> Plan[Snapshot, bytes]:
+        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``).
+
+        ``extra`` adds families computed from the snapshot (meminfo, files: tree._extra).
+        """
+
+        def finish(rows: Snapshot) -> bytes:
+            if extra is not None:
+                rows.extra = tuple(extra(rows))
+            return render(rows, self.metrics_options, self.field_names())
+
+        return self.plan(caller, finish, cgroups=True, top=top, resolve=resolve)
