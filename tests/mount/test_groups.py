@@ -20,8 +20,8 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -30,7 +30,6 @@ from support.kernel import fields, read_rollup, settled
 from support.namespaces import Agent, value
 from support.views import metrics
 from totmapsfs.harness import PY, Mount, state, wait_for
-from totmapsfs.views import snake
 
 P = TypeVar("P")
 W = TypeVar("W")

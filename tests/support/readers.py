@@ -20,15 +20,18 @@ class ReaderError(Exception):
     """The reader would have refused the file (a failed DCHECK, a missing field)."""
 
 
-def chromium_totmaps(text: str) -> dict[str, int]:
-    """Pss, Private_Clean, Private_Dirty and Swap as Chromium's positional reader takes them."""
+def chromium_totmaps(text: str, dcheck: bool = True) -> dict[str, int]:
+    """Pss, Private_Clean, Private_Dirty and Swap as Chromium's positional reader takes them.
+
+    ``dcheck``: as a debug build, which checks each name; a release build takes the numbers whatever they are.
+    """
     tokens = text.split()  # SplitStringAlongWhitespace
     out = {}
     for name, line in CHROMIUM_LINES.items():
         index = line * 3 + 1
         if index >= len(tokens):
             raise ReaderError(f"only {len(tokens)} tokens")
-        if tokens[index - 1] != name + ":":  # DCHECK_EQ("Pss:", totmaps_fields[kPssIndex - 1]) ...
+        if dcheck and tokens[index - 1] != name + ":":  # DCHECK_EQ("Pss:", totmaps_fields[kPssIndex - 1]) ...
             raise ReaderError(f"token {index - 1} is {tokens[index - 1]!r}, not {name}:")
         out[name] = int(tokens[index])  # StringToInt
     return out
