@@ -222,8 +222,8 @@ def _group_families(snapshot: Snapshot, options: MetricsOptions, names: Sequence
         return []
     out = []
     kinds = (
-        ("program", "the program's processes (named by their executable)", lambda r: entry_name(r.program)),
-        ("user", "the user's processes", lambda r: entry_name(user_of(snapshot, r.uid))),
+        ("program", "running the program (named by its executable)", lambda r: entry_name(r.program)),
+        ("user", "of the user", lambda r: entry_name(user_of(snapshot, r.uid))),
     )
     for kind, whose, key in kinds:
         groups = sums_by(snapshot, key)[: options.groups]
@@ -231,7 +231,7 @@ def _group_families(snapshot: Snapshot, options: MetricsOptions, names: Sequence
         out.append(
             Family(
                 f"totmapsfs_{kind}_processes",
-                f"Readable processes of {whose} (the {options.groups} {kind}s with the largest Pss)",
+                f"Readable processes {whose} (the {options.groups} {kind}s with the largest Pss)",
                 "gauge",
                 (kind,),
                 [(label, float(g.processes)) for label, g in zip(labels, groups, strict=True)],
@@ -241,7 +241,7 @@ def _group_families(snapshot: Snapshot, options: MetricsOptions, names: Sequence
             out.append(
                 Family(
                     f"totmapsfs_{kind}_{snake(name)}_bytes",
-                    f"{FIELD_HELP.get(name, f'smaps field {name}')}; summed over the readable processes of {whose}, "
+                    f"{FIELD_HELP.get(name, f'smaps field {name}')}; summed over the readable processes {whose}, "
                     f"in bytes (the {options.groups} {kind}s with the largest Pss)",
                     "gauge",
                     (kind,),
