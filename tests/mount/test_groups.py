@@ -206,6 +206,30 @@ def test_a_forking_server_is_one_program(mount: Mount, interpreter: Path, rename
     within(ours["Pss"], theirs[PROGRAM], f"ps_mem {PROGRAM} (renamed {rename!r})")
 
 
+def test_a_deleted_executable_is_named_by_comm_and_marked(mount: Mount, interpreter: Path) -> None:
+    """An upgrade replaced the binary under a running process: its exe reads "... (deleted)"; comm stands in."""
+    copy = interpreter.with_name("tmfs-deleted")
+    shutil.copy2(interpreter, copy)
+    p = subprocess.Popen(
+        [str(copy), "-c", "import sys; print(flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"\n"
+        copy.unlink()
+        assert os.readlink(f"/proc/{p.pid}/exe").endswith("/tmfs-deleted (deleted)")
+        rows = table((mount.path / "programs").read_text(), "PROGRAM")
+        assert rows["comm:tmfs-deleted"]["PROCS"] == 1 and "tmfs-deleted" not in rows
+        assert fields((mount.path / "program" / "comm:tmfs-deleted" / "totmaps").read_bytes())["Rss"] > 0
+    finally:
+        p.kill()
+        p.wait(30)
+        for f in (p.stdin, p.stdout):
+            if f is not None:
+                f.close()
+
+
 def test_a_program_that_does_not_run_is_no_entry(mount: Mount) -> None:
     for path in ("program/no-such-program", "program/no-such-program/totmaps", "user/no-such-user/totmaps"):
         with pytest.raises(FileNotFoundError):
