@@ -1,7 +1,8 @@
 """MOUNT/program/, MOUNT/user/ and MOUNT/<pid>/tree/: the grouped views' directories, their names and inodes.
 
 A group directory exists for a caller while it may read a process of that
-group (views.Groups.names: no smaps read), as a pid directory exists while the
+group (views.Groups.exists: no smaps read; names found up to a second ago
+are taken again, as the kernel keeps an entry), as a pid directory exists while the
 caller can see the process. Each (kind, name) gets an id, as cgroups do
 (CgroupDirs), never reused: an inode left over from a vanished group gets
 ENOENT, not another group. Their entries depend on the caller, so the FUSE
@@ -101,7 +102,7 @@ class GroupDirs:
                 raise NoSuchEntry(os.fsdecode(name))
             return self._attr(parent + 1, True)
         text = check_name(name)
-        if text not in self.groups.names(caller, programs=kind == 0):
+        if not self.groups.exists(caller, kind == 0, text):
             raise NoSuchEntry(text)
         return self._attr(group_inode(self._id_of(kind, text), False), False)
 

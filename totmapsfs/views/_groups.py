@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
 
 from ..errors import TotmapsError
 from ..proc import Caller
@@ -11,6 +13,12 @@ from ._snapshot import Row, Snapshot, total, user_name, user_of
 from ._views import Plan, Views
 
 _CHUNK = 64  # processes probed at once, as Views' pass does
+# A lookup of a group's name finds it among the names of at most this many
+# seconds ago (as the kernel keeps an entry, fuse._ops.ATTR_TIMEOUT); a name
+# not among them is looked for afresh. A scan is ~70 us a process (status,
+# mostly), on the event loop: once a second per caller kind, not per lookup.
+NAMES_TTL = 1.0
+_NAMES_KEPT = 256  # callers' name sets kept at most
 
 
 def program_key(row: Row) -> str:
@@ -47,6 +55,8 @@ class Groups:
 
     def __init__(self, views: Views) -> None:
         self.views = views
+        self._lock = threading.Lock()
+        self._names: dict[Hashable, tuple[float, set[str]]] = {}
 
     def _user_key(self, rows: Snapshot) -> Callable[[Row], str]:
         return lambda row: entry_name(user_of(rows, row.uid))
@@ -121,6 +131,25 @@ class Groups:
         return self.views.plan(caller, finish, only=self.descendants(caller, host))
 
     # -- the names, for listings and lookups -------------------------------------------------
+
+    def exists(self, caller: Caller | None, programs: bool, name: str) -> bool:
+        """Whether ``name`` is a group of the caller's: from its names of under NAMES_TTL ago, else afresh."""
+        key: Hashable = None
+        if caller is not None:  # all that the access rule and the names depend on
+            c = caller
+            view = None if c.pids is None else c.pids.inode
+            key = (programs, c.uid, c.gid, c.euid, c.cap_eff, c.user_ns, c.all_access, c.perfmon, view)
+        now = time.monotonic()
+        with self._lock:
+            at, names = self._names.get(key, (0.0, set()))
+        if name in names and now - at < NAMES_TTL:
+            return True
+        names = self.names(caller, programs)
+        with self._lock:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            self._names[key] = (now, names)
+        return name in names
 
     def names(self, caller: Caller | None, programs: bool) -> set[str]:
         """The entry names of the programs (else users) of the processes the caller may read.
