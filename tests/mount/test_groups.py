@@ -6,7 +6,10 @@ program as ps_mem and the mount both name it: a forking server whose children
 share memory, children renamed with prctl(PR_SET_NAME) as Firefox's are, a
 tree three levels deep, and children of two users (uids with no account).
 They are stopped while read, and every comparison is made with the kernel's
-figures held still around the mount's (support.kernel.settled).
+figures held still around the mount's (support.kernel.settled). Each process
+writes 4 MiB of its own: the tools' own processes share libc and the
+interpreter's modules with the workload, and move its Pss_File while they run
+(ps_mem ~200 kB lower over four processes); smem truncates Pss per mapping.
 """
 
 from __future__ import annotations
@@ -192,10 +195,12 @@ def test_a_forking_server_is_one_program(mount: Mount, interpreter: Path, rename
         kernel = lambda: [read_rollup(pid) for pid in pids]  # noqa: E731
         per_pid, ours = held(kernel, lambda: fields((m / "program" / PROGRAM / "totmaps").read_bytes()))
         per_pid_too, programs = held(kernel, lambda: (m / "programs").read_text())
+        per_pid_tree, tree = held(kernel, lambda: fields((m / str(pids[0]) / "tree" / "totmaps").read_bytes()))
         summary, listing = (m / "summary").read_text(), sorted(os.listdir(m / "program"))
         theirs = ps_mem_totals(pids)
     assert ours == add(per_pid)  # exactly the kernel's, field by field, in its order
     assert list(ours) == list(per_pid[0])
+    assert tree == add(per_pid_tree)  # the server and its children: the program here, also a tree
     assert ours["Shared_Dirty"] >= 4 * 8 * 1024 - 256  # the four share 8 MiB
     rows = table(programs, "PROGRAM")
     expect_row(rows[PROGRAM], per_pid_too)
@@ -253,12 +258,16 @@ def test_a_tree_three_levels_deep(mount: Mount, interpreter: Path) -> None:
         leaf_pids, bottom = held(kernel, lambda: fields((m / str(leaf) / "tree" / "totmaps").read_bytes()))
         own = fields(mount.read(leaf))
         counts = (m / str(pids[0]) / "tree" / "processes").read_text()
+        program_pids, program = held(kernel, lambda: fields((m / "program" / PROGRAM / "totmaps").read_bytes()))
+        theirs = ps_mem_totals(pids)
     assert len(pids) == 7 and len(kids) == 2
     assert whole == add(list(per_pid.values()))
     assert mid == add([mid_pids[middle], *(mid_pids[k] for k in kids)])
     assert bottom == leaf_pids[leaf]
     assert own.keys() == bottom.keys() and own["Rss"] == bottom["Rss"]
     assert counts == "summed 7\ndenied 0\nleft_out 0\n"
+    assert program == add(list(program_pids.values()))  # all seven run it
+    within(whole["Pss"], theirs[PROGRAM], "ps_mem, a tree of 7")
     assert sorted(os.listdir(m / str(leaf) / "tree")) == ["processes", "totmaps"]
     assert "tree" in os.listdir(m / str(leaf))
 
@@ -270,14 +279,14 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
     """Two users' subtrees: their sums, smem -u's, and what each of them may read of the whole tree."""
     m = mount.path
     uids = ",".join(map(str, USERS))
-    # 4 MiB private each: smem sums smaps by mapping, each truncated to a kB, ~100 mappings a python process.
-    with groupload(interpreter, "--depth", "3", "--fanout", "2", "--private", "4096", "--uids", uids) as pids:
+    with groupload(interpreter, "--depth", "3", "--fanout", "2", "--uids", uids) as pids:
         owner = {pid: os.stat(f"/proc/{pid}").st_uid for pid in pids}
         mine = {u: [pid for pid in pids if owner[pid] == u] for u in USERS}
         kernel = lambda: {pid: read_rollup(pid) for pid in pids}  # noqa: E731
         per_pid, users = held(kernel, lambda: (m / "users").read_text())
         first_pids, first = held(kernel, lambda: fields((m / "user" / str(USERS[0]) / "totmaps").read_bytes()))
         smem = smem_users()
+        theirs = ps_mem_totals(pids)
         as_first = read_as(USERS[0], m / str(pids[0]) / "tree" / "processes", m / "users", m / "programs")
         tree_as_first = read_as(USERS[0], m / str(pids[0]) / "tree" / "totmaps")[0]
     rows = table(users, "USER")
@@ -287,6 +296,7 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
         within(rows[str(u)]["Pss"], smem[str(u)]["pss"], f"smem -u {u} PSS")
         within(rows[str(u)]["USS"], smem[str(u)]["uss"], f"smem -u {u} USS")
     assert first == add([first_pids[pid] for pid in mine[USERS[0]]])
+    within(add(list(per_pid.values()))["Pss"], theirs[PROGRAM], "ps_mem, 7 processes of 3 users")
     assert sorted(os.listdir(m / "user"))  # root at least
     # The access rule: uid 50001 reads its own three, and the python reading; the rest is denied.
     assert as_first[0] == "summed 3\ndenied 4\nleft_out 0\n"

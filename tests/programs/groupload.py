@@ -84,7 +84,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--fanout", type=int, default=2)
     p.add_argument("--shared", type=int, default=8)
-    p.add_argument("--private", type=int, default=1024)
+    p.add_argument("--private", type=int, default=4096)
     p.add_argument("--rename", default="")
     p.add_argument("--uids", type=lambda t: [int(u) for u in t.split(",")], default=[])
     args = p.parse_args()
