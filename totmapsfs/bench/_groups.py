@@ -21,7 +21,7 @@ from ..harness import PY
 from . import _measure as m
 from ._env import BenchError, environment
 from ._report import fmt, ratios, table
-from ._whole import ONE_LINER
+from ._whole import ONE_LINER, view_row
 
 PS_MEM = "ps_mem (whole system)"
 VIEWS = {  # view -> (its path from the mount, the awk program summing its Pss)
@@ -60,17 +60,9 @@ def report(per_run: dict[str, list[float]], processes: int) -> str:
     rows = [["one-liner (cat /proc/[0-9]*/smaps_rollup | awk)", fmt(line, 1e3), "", "1.00", ""]]
     if ps_mem:
         rows.append([PS_MEM, fmt(ps_mem, 1e3), "", fmt(ratios(ps_mem, line)), "1.00"])
-    for name in VIEWS:
-        cold, warm = per_run[f"{name} cold"], per_run[f"{name} warm"]
-        rows.append(
-            [
-                f"cat MOUNT/{VIEWS[name][0].format(tree='PID')} | awk",
-                fmt(cold, 1e3),
-                fmt(warm, 1e3),
-                f"{fmt(ratios(cold, line))} / {fmt(ratios(warm, line))}",
-                f"{fmt(ratios(ps_mem, cold))} / {fmt(ratios(ps_mem, warm))}" if ps_mem else "",
-            ]
-        )
+    for name, (path, _) in VIEWS.items():
+        path = f"MOUNT/{path.format(tree='PID')}"
+        rows.append(view_row(path, per_run[f"{name} cold"], per_run[f"{name} warm"], line, ps_mem))
     return table(
         f"G. Grouped views over {processes} processes (a tree of 301 idle workloads among them), ms per read, wall",
         ["", "cold", "warm", "/ one-liner: cold / warm", "ps_mem / cold / warm"],

@@ -1,4 +1,4 @@
-"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup and for the top processes, and the walking."""
+"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup, top processes, programs, users; the walking."""
 
 from __future__ import annotations
 

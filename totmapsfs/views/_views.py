@@ -96,7 +96,7 @@ class Views:
         layout: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None,
     ) -> None:
         self.engine = engine
-        self.layout = layout  # None: every field, in the kernel's order (see _groups.LAYOUTS)
+        self.layout = layout  # None: every field, in the kernel's order (see _names.LAYOUTS)
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
