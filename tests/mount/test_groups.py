@@ -151,8 +151,17 @@ def within(ours: float, theirs: float, what: str) -> float:
 
 
 def read_as(uid: int, *paths: Path) -> list[str]:
-    """The files as one process of ``uid`` reads them (python, one after the other: the reader is counted too)."""
-    code = "import sys; print('\\0'.join(open(p).read() for p in sys.argv[1:]), end='')"
+    """The files as one process of ``uid`` reads them, one after the other (the reader is counted too).
+
+    A directory reads as its sorted names, one a line; a path that does not exist as "ENOENT".
+    """
+    code = (
+        "import os, sys\n"
+        "def one(p):\n"
+        "    if not os.path.exists(p): return 'ENOENT'\n"
+        "    return ''.join(n + '\\n' for n in sorted(os.listdir(p))) if os.path.isdir(p) else open(p).read()\n"
+        "print('\\0'.join(map(one, sys.argv[1:])), end='')"
+    )
     r = subprocess.run(
         [
             "setpriv",
@@ -287,7 +296,16 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
         first_pids, first = held(kernel, lambda: fields((m / "user" / str(USERS[0]) / "totmaps").read_bytes()))
         smem = smem_users()
         theirs = ps_mem_totals(pids)
-        as_first = read_as(USERS[0], m / str(pids[0]) / "tree" / "processes", m / "users", m / "programs")
+        as_first = read_as(
+            USERS[0],
+            m / str(pids[0]) / "tree" / "processes",
+            m / "users",
+            m / "programs",
+            m / "program",
+            m / "user" / "root",
+            m / "user" / str(USERS[1]),
+            m / "program" / PROGRAM,
+        )
         tree_as_first = read_as(USERS[0], m / str(pids[0]) / "tree" / "totmaps")[0]
     rows = table(users, "USER")
     for u in USERS:
@@ -302,6 +320,9 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
     assert as_first[0] == "summed 3\ndenied 4\nleft_out 0\n"
     assert set(table(as_first[1], "USER")) == {str(USERS[0])}
     assert table(as_first[2], "PROGRAM")[PROGRAM]["PROCS"] == 3
+    # Names too follow the access rule: only the programs and users of processes it may read exist for it.
+    assert as_first[3].split() == sorted(table(as_first[2], "PROGRAM"))
+    assert as_first[4:] == ["ENOENT", "ENOENT", "totmaps\n"]
     assert fields(tree_as_first.encode())["Rss"] >= add([per_pid[pid] for pid in mine[USERS[0]]])["Rss"] - 64
 
 
