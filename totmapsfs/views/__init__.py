@@ -1,4 +1,4 @@
-"""The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
+"""The whole-system views: one snapshot of what a caller may read, summed, tabled, by cgroup, program, user, tree."""
 
 from ._groups import Groups, format_groups
 from ._metrics import (
