@@ -155,6 +155,11 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if decode(parent_inode).kind is Kind.GROUP:
+            # A program or user name not seen in the last second is looked for
+            # among every process (views.Groups.exists): a listing's cost.
+            lookup = functools.partial(self.tree.lookup, parent_inode, name, _request(ctx))
+            return self._reply(await self.meta.run(lookup))
         return self._reply(self.tree.lookup(parent_inode, name, _request(ctx)))
 
     @fuse_errors

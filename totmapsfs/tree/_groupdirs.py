@@ -15,7 +15,7 @@ import os
 import stat
 import threading
 
-from ..errors import NoSuchEntry, NotADirectory
+from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import Caller, Process
 from ..views import Groups, Plan, Snapshot
 from ._cgroupdirs import check_name
@@ -99,6 +99,7 @@ class GroupDirs:
         kind = self._kind_of_dir(parent)
         if kind < 0:  # a <name> directory: its one file
             if name != TOTMAPS:
+                NameTooLong.check(name)
                 raise NoSuchEntry(os.fsdecode(name))
             return self._attr(parent + 1, True)
         text = check_name(name)

@@ -16,7 +16,8 @@ _CHUNK = 64  # processes probed at once, as Views' pass does
 # A lookup of a group's name finds it among the names of at most this many
 # seconds ago (as the kernel keeps an entry, fuse._ops.ATTR_TIMEOUT); a name
 # not among them is looked for afresh. A scan is ~70 us a process (status,
-# mostly), on the event loop: once a second per caller kind, not per lookup.
+# mostly; in the FUSE adapter's listing pool): once a second per kind of
+# caller, not per lookup.
 NAMES_TTL = 1.0
 _NAMES_KEPT = 256  # callers' name sets kept at most
 
