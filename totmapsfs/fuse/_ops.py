@@ -195,7 +195,11 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise ReadOnly()
-        answer = self.tree.open_file(inode, _request(ctx))
+        if decode(inode).kind is Kind.TREE:
+            # Finding a tree's members reads every process's stat (views.Groups.descendants): a listing's cost.
+            answer = await self.meta.run(functools.partial(self.tree.open_file, inode, _request(ctx)))
+        else:
+            answer = self.tree.open_file(inode, _request(ctx))
         data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
         fh = next(self._handles)
         self._files[fh] = data
