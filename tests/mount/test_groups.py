@@ -24,12 +24,12 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from support import PROGRAMS
-from support.kernel import fields, read_rollup, settled
+from support.kernel import fields, read_rollup
 from support.namespaces import Agent, value
 from support.views import metrics
 from totmapsfs.harness import PY, Mount, state, wait_for
@@ -79,13 +79,23 @@ def groupload(interpreter: Path, *args: str) -> Iterator[list[int]]:
         p.stdout.close()
 
 
-def held(parts: Callable[[], P], whole: Callable[[], W]) -> tuple[P, W]:
-    """support.kernel.settled with more attempts, ``whole`` one file: other suites' processes come and go meanwhile.
+def held(
+    parts: Callable[[], P], whole: Callable[[], W], still: Callable[[W], object] = lambda w: w, attempts: int = 200
+) -> tuple[P, W]:
+    """(parts, whole) read as parts, whole, parts, whole, parts until the parts and the two wholes held still.
 
-    Every process that maps libc moves the Pss_File (and Referenced) of every
-    other one that does, stopped or not, so each attempt's window is one read.
+    support.kernel.settled, made stricter: other suites' processes come and go
+    meanwhile, and every process that maps libc moves the Pss_File of every
+    other one that does, stopped or not; a change and its undoing between two
+    readings of the parts must not pass for stillness, so the whole is read
+    twice and must agree with itself (``still``: the part of it that must).
     """
-    return settled(parts, whole, attempts=200)
+    for _ in range(attempts):
+        before, first = parts(), whole()
+        middle, second = parts(), whole()
+        if before == middle == parts() and still(first) == still(second):
+            return before, first
+    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
 
 
 def table(text: str, title: str) -> dict[str, dict[str, float]]:
@@ -330,9 +340,19 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
 
 
 def test_metrics_have_program_and_user_families(mount: Mount, interpreter: Path) -> None:
+    def grouped(families: dict[str, list[Any]]) -> dict[str, float]:
+        """The program and user samples: what must hold still (the walk counters and ages never do)."""
+        return {
+            f"{s.name}{s.labels}": s.value
+            for name, samples in families.items()
+            if name.startswith(("totmapsfs_program", "totmapsfs_user"))
+            for s in samples
+        }
+
     with groupload(interpreter, "--depth", "2", "--fanout", "2", "--uids", str(USERS[1])) as pids:
-        per_pid, text = held(lambda: [read_rollup(pid) for pid in pids], lambda: (mount.path / "metrics").read_text())
-    families = metrics(text)
+        per_pid, families = held(
+            lambda: [read_rollup(pid) for pid in pids], lambda: metrics((mount.path / "metrics").read_text()), grouped
+        )
     total = add(per_pid)
     program = {s.labels["program"]: s.value for s in families["totmapsfs_program_pss_bytes"]}
     assert program[PROGRAM] == total["Pss"] * 1024
