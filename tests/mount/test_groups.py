@@ -22,20 +22,19 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from support import PROGRAMS
-from support.kernel import fields, read_rollup
+from support.kernel import fields, held, read_rollup
 from support.namespaces import Agent, value
 from support.views import metrics
 from totmapsfs.harness import PY, Mount, state, wait_for
+from totmapsfs.views import snake
 
-P = TypeVar("P")
-W = TypeVar("W")
 PROGRAM = "tmfs-groupload"
 GROUPLOAD = PROGRAMS / "groupload.py"
 USERS = (50001, 50002)  # no account: the views print them as numbers, as ps and smem do
@@ -77,25 +76,6 @@ def groupload(interpreter: Path, *args: str) -> Iterator[list[int]]:
         p.kill()
         p.wait(30)
         p.stdout.close()
-
-
-def held(
-    parts: Callable[[], P], whole: Callable[[], W], still: Callable[[W], object] = lambda w: w, attempts: int = 200
-) -> tuple[P, W]:
-    """(parts, whole) read as parts, whole, parts, whole, parts until the parts and the two wholes held still.
-
-    support.kernel.settled, made stricter: other suites' processes come and go
-    meanwhile, and every process that maps libc moves the Pss_File of every
-    other one that does, stopped or not; a change and its undoing between two
-    readings of the parts must not pass for stillness, so the whole is read
-    twice and must agree with itself (``still``: the part of it that must).
-    """
-    for _ in range(attempts):
-        before, first = parts(), whole()
-        middle, second = parts(), whole()
-        if before == middle == parts() and still(first) == still(second):
-            return before, first
-    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
 
 
 def table(text: str, title: str) -> dict[str, dict[str, float]]:
@@ -340,26 +320,28 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
 
 
 def test_metrics_have_program_and_user_families(mount: Mount, interpreter: Path) -> None:
+    """The families against the kernel, on the fields no other process moves: anonymous and shmem pages."""
+    steady = ("Rss", "Pss_Anon", "Pss_Shmem", "Anonymous", "Swap")
+
+    def kernel() -> list[dict[str, int]]:
+        return [{name: read_rollup(pid)[name] for name in steady} for pid in pids]
+
+    wanted = {f"totmapsfs_{kind}_{snake(name)}_bytes" for kind in ("program", "user") for name in steady}
+
     def grouped(families: dict[str, list[Any]]) -> dict[str, float]:
-        """The program and user samples: what must hold still (the walk counters and ages never do)."""
-        return {
-            f"{s.name}{s.labels}": s.value
-            for name, samples in families.items()
-            if name.startswith(("totmapsfs_program", "totmapsfs_user"))
-            for s in samples
-        }
+        return {f"{s.name}{s.labels}": s.value for name in wanted for s in families[name]}
 
     with groupload(interpreter, "--depth", "2", "--fanout", "2", "--uids", str(USERS[1])) as pids:
-        per_pid, families = held(
-            lambda: [read_rollup(pid) for pid in pids], lambda: metrics((mount.path / "metrics").read_text()), grouped
-        )
+        per_pid, families = held(kernel, lambda: metrics((mount.path / "metrics").read_text()), grouped)
     total = add(per_pid)
-    program = {s.labels["program"]: s.value for s in families["totmapsfs_program_pss_bytes"]}
-    assert program[PROGRAM] == total["Pss"] * 1024
+    for name in steady:
+        program = {s.labels["program"]: s.value for s in families[f"totmapsfs_program_{snake(name)}_bytes"]}
+        assert program[PROGRAM] == total[name] * 1024, name
+        user = {s.labels["user"]: s.value for s in families[f"totmapsfs_user_{snake(name)}_bytes"]}
+        assert user[str(USERS[1])] == add(per_pid[1:])[name] * 1024, name
     procs = {s.labels["program"]: s.value for s in families["totmapsfs_program_processes"]}
     assert procs[PROGRAM] == 3
-    user = {s.labels["user"]: s.value for s in families["totmapsfs_user_uss_bytes"]}
-    assert user[str(USERS[1])] == sum(map(uss, per_pid[1:])) * 1024
+    assert {s.labels["user"]: s.value for s in families["totmapsfs_user_processes"]}[str(USERS[1])] == 2
     assert all(
         "pid" not in s.labels
         for name in families

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.kernel import read_rollup, settled
+from support.kernel import held, read_rollup
 from support.readers import CHROMIUM_LINES, PROCESS_METER_FIELDS, ReaderError, chromium_totmaps, process_meter
 from totmapsfs.views import CHROMEOS_FIELDS
 
@@ -21,16 +21,11 @@ def test_chromium_reads_the_chromeos_layout_and_the_process_meter_the_default(mo
     w = workloads("--private", "8", "--shared", "4", "--children", "1")
     pid = w.pid
     with w.stopped():
-        rollup, (ours, default, tree, default_tree) = settled(
-            lambda: read_rollup(pid),
-            lambda: (
-                chromeos.read(pid).decode(),
-                kernel_layout.read(pid).decode(),
-                (chromeos.path / str(pid) / "tree" / "totmaps").read_text(),
-                (kernel_layout.path / str(pid) / "tree" / "totmaps").read_text(),
-            ),
-            attempts=200,
+        rollup, (ours, default) = held(
+            lambda: read_rollup(pid), lambda: (chromeos.read(pid).decode(), kernel_layout.read(pid).decode())
         )
+        in_layout, by_default = (m.path / str(pid) / "tree" / "totmaps" for m in (chromeos, kernel_layout))
+        tree, default_tree = held(in_layout.read_text, by_default.read_text)
     # The eleven lines, in the ChromeOS kernel's order, in the kernel's line format.
     assert [line.split()[0] for line in ours.splitlines()] == [f"{name}:" for name in CHROMEOS_FIELDS]
     assert ours.splitlines()[1] == f"{'Pss:':<16}{rollup['Pss']:>8} kB"
