@@ -55,7 +55,7 @@ def test_names_inside_a_pid_directory() -> None:
     f = tree.lookup(pid_dir, b"totmaps", ME)
     with pytest.raises(NotADirectory):
         tree.lookup(f.ino, b"x", ME)
-    assert [name for name, _ in tree.listdir(pid_dir, ME)] == [b".", b"..", b"totmaps"]
+    assert [name for name, _ in tree.listdir(pid_dir, ME)] == [b".", b"..", b"totmaps", b"tree"]
 
 
 def test_parse_pid_mirrors_proc() -> None:
@@ -75,10 +75,17 @@ def test_inodes_never_collide_and_decode_back() -> None:
         (t.pid_dir_inode(4194303), t.Kind.PID, 4194303, False),
         (t.totmaps_inode(1), t.Kind.PID, 1, True),
         (t.cgroup_inode(77, True), t.Kind.CGROUP, 77, True),
+        (t.PROGRAMS_INODE, t.Kind.VIEW, t.PROGRAMS_INODE, True),
+        (t.USER_INODE, t.Kind.GROUP, 1, False),
+        (t.group_inode(5, True), t.Kind.GROUP, 5, True),
+        (t.tree_inode(4194303, 2), t.Kind.TREE, 4194303, True),
+        (t.tree_inode(1), t.Kind.TREE, 1, False),
     ]:
         node = t.decode(ino)
         assert (node.kind, node.number, node.is_file) == (kind, number, is_file), ino
-    for never in (0, 9, 255, t.totmaps_inode(t.PID_MAX_LIMIT)):
+    assert t.tree_inode(0) > biggest_pid_inode and t.tree_inode(t.PID_MAX_LIMIT, 3) < t.cgroup_inode(1, False)
+    assert t.group_inode(2, False) > t.cgroup_inode(1 << 38, True)
+    for never in (0, 13, 255, t.tree_inode(t.PID_MAX_LIMIT)):
         with pytest.raises(NoSuchEntry):
             t.decode(never)
 

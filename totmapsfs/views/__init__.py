@@ -1,6 +1,8 @@
-"""The whole-system views: one snapshot of what a caller may read, as totmaps, summary, per-cgroup sums, metrics."""
+"""The whole-system views: one snapshot of what a caller may read, summed, tabled, by cgroup, program, user, tree."""
 
+from ._groups import Groups, format_groups
 from ._metrics import (
+    DEFAULT_GROUPS,
     DEFAULT_TOP,
     FIELD_HELP,
     KNOWN_FIELDS,
@@ -11,19 +13,26 @@ from ._metrics import (
     render,
     snake,
 )
+from ._names import CHROMEOS_FIELDS, COMM_MARK, LAYOUTS, GroupSum, chromeos, entry_name, program_name, sums_by
 from ._snapshot import USS_PARTS, Row, Snapshot, WalkStats, by_pss, total, user_name
 from ._summary import SUMMARY_COLUMNS, format_summary, one_word
 from ._views import PASS_THREADS, PATIENCE, Plan, Views
 
 __all__ = [
+    "CHROMEOS_FIELDS",
+    "COMM_MARK",
+    "DEFAULT_GROUPS",
     "DEFAULT_TOP",
     "FIELD_HELP",
     "KNOWN_FIELDS",
+    "LAYOUTS",
     "PASS_THREADS",
     "PATIENCE",
     "SUMMARY_COLUMNS",
     "USS_PARTS",
     "Family",
+    "GroupSum",
+    "Groups",
     "MetricsOptions",
     "Plan",
     "Row",
@@ -31,12 +40,17 @@ __all__ = [
     "Views",
     "WalkStats",
     "by_pss",
+    "chromeos",
+    "entry_name",
     "families",
+    "format_groups",
     "format_summary",
     "one_word",
     "parse_fields",
+    "program_name",
     "render",
     "snake",
+    "sums_by",
     "total",
     "user_name",
 ]

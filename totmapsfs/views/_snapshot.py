@@ -23,6 +23,7 @@ class Row:
     fields: Mapping[str, int]
     age: float = 0.0  # seconds since the walk that gave these fields began
     walk: float = 0.0  # how long that walk took
+    program: str = ""  # what it runs (views._groups.program_name), when the pass was asked for it
 
     @property
     def uss(self) -> int:
@@ -49,6 +50,7 @@ class Snapshot(list[Row]):
     """The rows of one pass, how many processes it had to leave out, and the walking behind it (see Views)."""
 
     left_out: int = 0
+    denied: int = 0  # processes of the pass the caller may not read (only counted, never shown)
     numeric_users: bool = False  # uids as the caller's user namespace numbers them: our names would not be its
     deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
     stats: WalkStats | None = None
@@ -56,6 +58,7 @@ class Snapshot(list[Row]):
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)
         self.left_out += other.left_out
+        self.denied += other.denied
         self.numeric_users = self.numeric_users or other.numeric_users
         if other.deferred_at is not None and (self.deferred_at is None or other.deferred_at < self.deferred_at):
             self.deferred_at = other.deferred_at

@@ -6,14 +6,15 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
-from ..engine import Counters, Engine, WalkBudget
+from ..engine import Counters, Engine, Totmaps, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
 from ._metrics import MetricsOptions, render
+from ._names import program_name
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
@@ -93,8 +94,10 @@ class Views:
         cgroups: Cgroup2,
         metrics: MetricsOptions | None = None,
         budget: WalkBudget | None = None,
+        layout: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None,
     ) -> None:
         self.engine = engine
+        self.layout = layout  # None: every field, in the kernel's order (see _names.LAYOUTS)
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
@@ -135,6 +138,8 @@ class Views:
         cgroups: bool = False,
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
+        programs: bool = False,
+        only: Collection[int] | None = None,
     ) -> Plan[Snapshot, T]:
         """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
@@ -146,9 +151,13 @@ class Views:
         ``top`` names it (None: no cgroup). The slices may run in parallel (the
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
         merged. Slices are interleaved, so that each gets as many big processes.
+        ``programs``: the rows say what each process runs; ``only``: the pass
+        is over these of our pids alone (a process tree).
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
+        if only is not None:
+            pids = [pair for pair in pids if pair[0] in only]
         # Begin where the budget ran out last time (Snapshot.deferred_at), so
         # that under a spent budget every process gets its turn at a walk.
         with self._lock:
@@ -160,7 +169,9 @@ class Views:
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        slices = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        slices = [
+            functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids, programs) for i in range(n)
+        ]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
@@ -200,6 +211,7 @@ class Views:
         keep: Callable[[str | None], bool] | None,
         top: str | None,
         uids: Callable[[int], int] | None = None,
+        programs: bool = False,
     ) -> Snapshot:
         """The rows of (position in the pass, our pid, the caller's pid) ``pids``; ``uids`` renumbers uids."""
         engine, relative = self.engine, self.cgroups.relative
@@ -224,8 +236,13 @@ class Views:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
                                 rows.deferred_at = position
-                    except (NoSuchEntry, AccessDenied):
-                        continue  # gone since the listing, or not the caller's to read
+                        # exe is read after the access check: the kernel asks the same of it.
+                        program = program_name(proc.exe(), status.name) if programs and totmaps.fields else ""
+                    except NoSuchEntry:
+                        continue  # gone since the listing
+                    except AccessDenied:
+                        rows.denied += 1  # not the caller's to read: counted, never shown
+                        continue
                     except (Busy, SourceError) as exc:
                         rows.left_out += 1
                         self._warn_once(pid, exc)
@@ -234,7 +251,7 @@ class Views:
                         cgroup = None if top is None else rebase(path, top)
                         age = max(0.0, now - totmaps.at)
                         uid = status.uids[1] if uids is None else uids(status.uids[1])
-                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk))
+                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk, program))
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
@@ -250,9 +267,17 @@ class Views:
 
     # -- the view files: each a plan (run it, or hand it to a pool) -------------------
 
+    def text(self, fields: Mapping[str, int]) -> bytes:
+        """A sum as a totmaps file, in the daemon's --layout."""
+        return format_totmaps(fields if self.layout is None else self.layout(fields))
+
+    def pid_text(self, totmaps: Totmaps) -> bytes:
+        """A process's own totmaps file, in the daemon's --layout (the kernel's: the cached text)."""
+        return totmaps.text if self.layout is None else format_totmaps(self.layout(totmaps.fields))
+
     def totmaps(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
-        return self.plan(caller, lambda rows: format_totmaps(total(rows, self.field_names())))
+        return self.plan(caller, lambda rows: self.text(total(rows, self.field_names())))
 
     def summary(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/summary: one line per readable process, largest Pss first."""
@@ -263,12 +288,16 @@ class Views:
         self.cgroups.stat(path)  # a cgroup removed since the lookup is ENOENT, not an empty file
         return self.plan(
             caller,
-            lambda rows: format_totmaps(total(rows, self.field_names())),
+            lambda rows: self.text(total(rows, self.field_names())),
             keep=lambda member: member is not None and within(member, path),
         )
 
     def metrics(self, caller: Caller | None, top: str | None = ROOT) -> Plan[Snapshot, bytes]:
         """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``)."""
         return self.plan(
-            caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
+            caller,
+            lambda rows: render(rows, self.metrics_options, self.field_names()),
+            cgroups=True,
+            top=top,
+            programs=self.metrics_options.groups > 0,
         )
