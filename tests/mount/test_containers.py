@@ -167,3 +167,31 @@ def test_without_slave_propagation_a_container_keeps_the_dead_mount(shared_paren
             assert answer(k.one(*own)) == "ENOTCONN"
         finally:
             assert again.stop() == 0
+
+
+def test_a_container_sees_only_its_own_processes_in_every_group(shared_parent: Path, mount_factory) -> None:
+    """Programs, users and a tree count the container's processes only; its users as it numbers them."""
+    mount_factory("--max-age", "0")
+    with container(shared_parent) as (k, m):
+        w = k.workload("w", "--marker", "8", at_pid=300)
+        with k.stopped(w):
+            before, programs, users, names, tree, mine, after = k.run(
+                ["listdir", "/proc"],
+                ["read", str(m / "programs")],
+                ["read", str(m / "users")],
+                ["listdir", str(m / "user")],
+                ["read", str(m / "1" / "tree" / "processes")],
+                ["read", str(m / "user" / "0" / "totmaps")],
+                ["listdir", "/proc"],
+            )
+    kernel = pid_names(value(before)) & pid_names(value(after))
+    if kernel != {1, 300}:
+        raise AgentError(f"set-up: the container's /proc: {sorted(kernel)}")
+    rows = {
+        kind: [line.split() for line in value(text).splitlines()[1:]] for kind, text in (("p", programs), ("u", users))
+    }
+    assert sum(int(cells[0]) for cells in rows["p"]) == 2  # its init and its workload, whatever they run
+    assert [(cells[0], cells[-1]) for cells in rows["u"]] == [("2", "0")]  # uid 0 as the container numbers it
+    assert value(names) == ["0"]
+    assert value(tree) == "summed 2\ndenied 0\nleft_out 0\n"
+    assert fields(value(mine).encode())["Rss"] >= 8192

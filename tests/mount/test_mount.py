@@ -99,12 +99,13 @@ def test_listing_mirrors_proc(exact_mount: Mount) -> None:
     assert {"self", "thread-self"} <= ours
     ours -= {"self", "thread-self"}
     views = {"totmaps", "summary", "metrics", "cgroup", "files", "meminfo"}  # mount/test_views.py, test_files_meminfo
+    views |= {"programs", "users", "program", "user"}  # grouped views (mount/test_groups.py)
     assert {"totmaps", "summary", "metrics", "files", "meminfo"} <= ours
     ours -= views
     assert all(n.isdigit() for n in ours)
     assert ours <= before | after, ours - (before | after)
     assert before & after <= ours, (before & after) - ours
-    assert os.listdir(exact_mount.path / str(os.getpid())) == ["totmaps", "files"]
+    assert sorted(os.listdir(exact_mount.path / str(os.getpid()))) == ["files", "totmaps", "tree"]
 
 
 def test_self_is_the_callers_process(exact_mount: Mount) -> None:

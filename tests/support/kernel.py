@@ -92,3 +92,22 @@ def parked_thread() -> Iterator[int]:
     finally:
         stop.set()
         thread.join()
+
+
+def held(
+    parts: Callable[[], P], whole: Callable[[], W], still: Callable[[W], object] = lambda w: w, attempts: int = 200
+) -> tuple[P, W]:
+    """(parts, whole) read as parts, whole, parts, whole, parts until the parts and the two wholes held still.
+
+    ``settled``, made stricter: other suites' processes come and go
+    meanwhile, and every process that maps libc moves the Pss_File of every
+    other one that does, stopped or not; a change and its undoing between two
+    readings of the parts must not pass for stillness, so the whole is read
+    twice and must agree with itself (``still``: the part of it that must).
+    """
+    for _ in range(attempts):
+        before, first = parts(), whole()
+        middle, second = parts(), whole()
+        if before == middle == parts() and still(first) == still(second):
+            return before, first
+    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")

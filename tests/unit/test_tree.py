@@ -55,7 +55,7 @@ def test_names_inside_a_pid_directory() -> None:
     f = tree.lookup(pid_dir, b"totmaps", ME)
     with pytest.raises(NotADirectory):
         tree.lookup(f.ino, b"x", ME)
-    assert [name for name, _ in tree.listdir(pid_dir, ME)] == [b".", b"..", b"totmaps", b"files"]
+    assert [name for name, _ in tree.listdir(pid_dir, ME)] == [b".", b"..", b"totmaps", b"tree", b"files"]
     files = tree.lookup(pid_dir, b"files", ME)
     assert files.ino == t.pid_files_inode(os.getpid()) and not files.is_dir
     assert tree.getattr(files.ino, ME) == files
@@ -83,12 +83,27 @@ def test_inodes_never_collide_and_decode_back() -> None:
         (t.pid_files_inode(4194303), t.Kind.PID_FILES, 4194303, True),
         (t.cgroup_meminfo_inode(0), t.Kind.CGROUP_MEMINFO, 0, True),
         (t.cgroup_meminfo_inode(77), t.Kind.CGROUP_MEMINFO, 77, True),
+        (t.PROGRAMS_INODE, t.Kind.VIEW, t.PROGRAMS_INODE, True),
+        (t.USER_INODE, t.Kind.GROUP, 1, False),
+        (t.group_inode(5, True), t.Kind.GROUP, 5, True),
+        (t.tree_inode(4194303, 2), t.Kind.TREE, 4194303, True),
+        (t.tree_inode(1), t.Kind.TREE, 1, False),
     ]:
         node = t.decode(ino)
         assert (node.kind, node.number, node.is_file) == (kind, number, is_file), ino
     assert t.pid_files_inode(t.PID_MAX_LIMIT - 1) < t.cgroup_inode(1, False)
     assert t.cgroup_meminfo_inode(0) > t.cgroup_inode(2**38, True)
-    for never in (0, 11, 255, t.totmaps_inode(t.PID_MAX_LIMIT), t.pid_files_inode(t.PID_MAX_LIMIT)):
+    assert t.tree_inode(0) > biggest_pid_inode and t.tree_inode(t.PID_MAX_LIMIT, 3) < t.cgroup_inode(1, False)
+    assert t.group_inode(2, False) > t.cgroup_inode(1 << 38, True)
+    assert t.group_inode(1 << 38, True) < t.cgroup_meminfo_inode(0)
+    # totmaps_inode(PID_MAX_LIMIT) is a tree inode: the tree range starts where the pids end.
+    for never in (
+        0,
+        15,
+        255,
+        t.pid_files_inode(t.PID_MAX_LIMIT),
+        t.tree_inode(t.PID_MAX_LIMIT),
+    ):
         with pytest.raises(NoSuchEntry):
             t.decode(never)
 

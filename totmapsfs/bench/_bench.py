@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..harness import PY, Workload
-from . import _cpu, _target, _whole
+from . import _cpu, _groups, _target, _whole
 from . import _measure as m
 from ._env import BenchError, Env
 
@@ -114,6 +114,7 @@ class Bench:
         self.fp_pids = 0
         self.cpu: dict[str, list[_cpu.Figures]] = {}  # variant -> per run
         self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
+        self.groups: dict[str, list[float]] = {}  # section G's variant -> per-run medians (s)
         self.target: dict[str, list[_target.Figures]] = {}  # variant -> per run
         self.view_processes = 0
         self.reader = m.Reader()
@@ -256,6 +257,10 @@ class Bench:
         )
         for name, med in per_run.items():
             self.views.setdefault(name, []).append(med)
+        cold, warm = mounts["rollup-cold"].path, mounts["rollup-warm"].path
+        tree = self.w["idle"].pid  # and its 300 children
+        for name, med in _groups.measure(cold, warm, self.reader, self.cfg.view_rounds, tree).items():
+            self.groups.setdefault(name, []).append(med)
         self.view_processes = sum(1 for n in os.listdir("/proc") if n.isdigit())
 
     # -- T. the target's own latency ---------------------------------------------------

@@ -67,6 +67,17 @@ def measure(cold: Path, warm: Path, reader: m.Reader, rounds: int) -> dict[str, 
     return m.medians(m.interleaved(variants, rounds))
 
 
+def view_row(path: str, cold: list[float], warm: list[float], line: list[float], ref: list[float] | None) -> list[str]:
+    """A view's row: ms cold and warm, against the one-liner (``line``), and ``ref``'s time against the view's."""
+    return [
+        f"cat {path} | awk",
+        fmt(cold, 1e3),
+        fmt(warm, 1e3),
+        f"{fmt(ratios(cold, line))} / {fmt(ratios(warm, line))}",
+        f"{fmt(ratios(ref, cold))} / {fmt(ratios(ref, warm))}" if ref else "",
+    ]
+
+
 def report(per_run: dict[str, list[float]], processes: int) -> tuple[str, list[Target]]:
     """The section's table and its targets: each view cold <= 1x the one-liner, warm <= 0.5x; summary vs psutil."""
     line, loop = per_run["one-liner"], per_run[PSUTIL]
@@ -76,17 +87,7 @@ def report(per_run: dict[str, list[float]], processes: int) -> tuple[str, list[T
         rows.append(
             ["smem -m (files' reference)", fmt(per_run["smem -m"], 1e3), "", fmt(ratios(per_run["smem -m"], line)), ""]
         )
-    for name in VIEWS:
-        cold, warm = per_run[f"{name} cold"], per_run[f"{name} warm"]
-        rows.append(
-            [
-                f"cat MOUNT/{name} | awk",
-                fmt(cold, 1e3),
-                fmt(warm, 1e3),
-                f"{fmt(ratios(cold, line))} / {fmt(ratios(warm, line))}",
-                f"{fmt(ratios(loop, cold))} / {fmt(ratios(loop, warm))}",
-            ]
-        )
+    rows += [view_row(f"MOUNT/{name}", per_run[f"{name} cold"], per_run[f"{name} warm"], line, loop) for name in VIEWS]
     text = table(
         f"W. Whole-system views over {processes} processes (300 of them idle workloads), ms per read, wall",
         ["", "cold", "warm", "/ one-liner: cold / warm", "psutil loop / cold / warm"],

@@ -186,6 +186,11 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if decode(parent_inode).kind is Kind.GROUP:
+            # A program or user name not seen in the last second is looked for
+            # among every process (views.Groups.exists): a listing's cost.
+            lookup = functools.partial(self.tree.lookup, parent_inode, name, _request(ctx))
+            return self._reply(await self.meta.run(lookup))
         return self._reply(self.tree.lookup(parent_inode, name, _request(ctx)))
 
     @fuse_errors
@@ -221,7 +226,11 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise ReadOnly()
-        answer = self.tree.open_file(inode, _request(ctx))
+        if decode(inode).kind is Kind.TREE:
+            # Finding a tree's members reads every process's stat (views.Groups.descendants): a listing's cost.
+            answer = await self.meta.run(functools.partial(self.tree.open_file, inode, _request(ctx)))
+        else:
+            answer = self.tree.open_file(inode, _request(ctx))
         data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
         fh = next(self._handles)
         self._files[fh] = data

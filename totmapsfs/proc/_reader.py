@@ -224,6 +224,21 @@ class Process:
             return None  # not a map we can read: unmapped, the strictest answer (see Access._dumpable)
         return None if uid is None or gid is None else (uid, gid)
 
+    def exe(self) -> str | None:
+        """Where /proc/<pid>/exe points; None when it cannot be read (no mm, gone, or not ours to read).
+
+        proc_exe_link (fs/proc/base.c) checks ptrace read access as smaps
+        does; the kernel appends " (deleted)" when the file was unlinked. Any
+        other refusal (EIO, ENOMEM...) is ``translate``'s SourceError.
+        """
+        try:
+            return os.readlink("exe", dir_fd=self._dirfd)
+        except OSError as exc:
+            error = translate(exc, f"exe of {self.pid}", NoSuchProcess(self.pid))
+            if isinstance(error, NoSuchEntry | AccessDenied):
+                return None
+            raise error from None
+
     @wrap_exceptions("cgroup")
     def cgroup(self) -> bytes:
         """/proc/<pid>/cgroup as printed: one "hierarchy-id:controllers:path" line per hierarchy."""
@@ -325,6 +340,16 @@ class ProcReader:
                 assert isinstance(item, int)
                 out.append(translate(OSError(item, os.strerror(item)), f"stat and status of {pid}", NoSuchProcess(pid)))
         return out
+
+    def parent(self, pid: int) -> int | None:
+        """The ppid field of /proc/<pid>/stat (public, as ps shows it); None when the process is gone."""
+        try:
+            text = read_at(self.root_fd(), f"{pid}/stat", False)
+        except OSError as exc:
+            unless_gone(exc, f"stat of {pid}")
+            return None
+        # After the last ")": comm may hold anything, spaces and parentheses included.
+        return int(text[text.rindex(b")") + 2 :].split(maxsplit=2)[1])
 
     def pids(self) -> list[int]:
         """Thread-group ids, as /proc lists them (threads are hidden there too)."""

@@ -12,7 +12,7 @@ import types
 # Only what --help and usage errors need (no pyfuse3 import: see _run).
 from .. import __version__
 from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, Source
-from ..views import DEFAULT_TOP, parse_fields
+from ..views import DEFAULT_GROUPS, DEFAULT_TOP, LAYOUTS, parse_fields
 from ._mountpoint import UserError
 
 log = logging.getLogger("totmapsfs")
@@ -180,6 +180,22 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated fields exported in MOUNTPOINT/metrics, e.g. Rss,Pss,USS,Swap,SwapPss "
         "(default: all that the kernel reports, and USS)",
     )
+    p.add_argument(
+        "--metrics-groups",
+        type=_count,
+        default=DEFAULT_GROUPS,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-program and per-user series for the N programs and the N users with the "
+        f"largest Pss (default {DEFAULT_GROUPS}; 0: none)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=list(LAYOUTS),
+        default="kernel",
+        help="the fields of every totmaps file: kernel (default) every field the kernel reports, in its order; "
+        "chromeos the ChromeOS kernel's eleven (Rss, Pss, Shared_Clean, Shared_Dirty, Private_Clean, "
+        "Private_Dirty, Referenced, Anonymous, AnonHugePages, Swap, Locked), for readers that read by position",
+    )
     p.add_argument("--proc", default="/proc", metavar="DIR", help="procfs root to read (default /proc; for testing)")
     p.add_argument("--debug", action="store_true", help="log every request and libfuse's debug output")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -243,9 +259,15 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
         log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)
-    metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields, args.metrics_files_top)
+    metrics = MetricsOptions(
+        args.metrics_top,
+        args.metrics_cgroup_depth,
+        args.metrics_fields,
+        files_top=args.metrics_files_top,
+        groups=args.metrics_groups,
+    )
     budget = None if args.walk_budget is None else WalkBudget(args.walk_budget)
-    views = Views(engine, Cgroup2(reader), metrics, budget)
+    views = Views(engine, Cgroup2(reader), metrics, budget, LAYOUTS[args.layout])
     ops = Operations(Tree(engine, views, per_caller_names=args.per_caller_names), threads=args.threads)
     budget_text = "off" if budget is None else f"{budget.rate:g} CPU"
     detail = (

@@ -8,8 +8,11 @@ Layout::
     /<pid>/         directory, owned as /proc/<pid> is (the euid)
     /<pid>/totmaps  the summed smaps, mode 0444, size 0, owned as /proc/<pid>/smaps is
                     (root when the process is not dumpable)
-    /totmaps, /summary, /metrics
-                    whole-system views over what the caller may read (views.Views)
+    /totmaps, /summary, /metrics, /programs, /users
+                    whole-system views over what the caller may read (views.Views, views.Groups)
+    /<pid>/tree/    the process and its descendants: totmaps, and processes (how many summed, left out)
+    /program/<name>/totmaps, /user/<name>/totmaps
+                    the sums of one program's, one user's processes (GroupDirs)
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
     /files, /<pid>/files, /meminfo, /cgroup/.../meminfo
@@ -37,23 +40,29 @@ from typing import Any, NamedTuple
 from ..engine import Checked, Engine
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import ROOT, Caller, PidView
-from ..views import Plan, Views
+from ..views import Groups, Plan, Views
 from ._cgroupdirs import CgroupDirs
 from ._extra import Extra
+from ._groupdirs import GroupDirs, tree_attr, tree_entries, tree_plan
 from ._inodes import (
     CGROUP,
     CGROUP_INODE,
     EXTRA_NAMES,
     FILES_INODE,
+    GROUP_DIRS,
     LINKS,
     MEMINFO,
     MEMINFO_INODE,
     METRICS_INODE,
+    PROGRAMS_INODE,
     ROOT_INODE,
     SELF_INODE,
     SUMMARY_INODE,
     TOTMAPS,
     TOTMAPS_INODE,
+    TREE,
+    TREE_FILES,
+    USERS_INODE,
     VIEW_FILES,
     Attr,
     Kind,
@@ -61,6 +70,8 @@ from ._inodes import (
     parse_pid,
     pid_dir_inode,
     totmaps_inode,
+    tree_file,
+    tree_inode,
 )
 
 
@@ -106,6 +117,8 @@ class Tree:
         self.cgroup_dirs = CgroupDirs(views.cgroups)
         self.extra = Extra(self)
         self.mounted_at_ns = time.time_ns()  # when mounted, in ns: the fixed files' mtime
+        self.groups = Groups(views)
+        self.group_dirs = GroupDirs(self.groups, self.mounted_at_ns)
         self.mixed = Mixed()
         if per_caller_names:
             self.mixed.pids = self.mixed.cgroups = True
@@ -184,8 +197,16 @@ class Tree:
             return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
         if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO):
             return self.extra.attr(node, request)
+        if node.kind is Kind.GROUP:
+            return self.group_dirs.attr(ino)
         with self._view(request) as view:
+            if node.kind is Kind.TREE:
+                return self._tree_attr(view, node.number, ino)
             return self._pid_attr(self._host(view, node.number), node.number, node.is_file)
+
+    def _tree_attr(self, view: PidView, pid: int, ino: int) -> Attr:
+        with self.reader.open(self._host(view, pid)) as proc:
+            return tree_attr(pid, tree_file(ino), proc)
 
     # -- names ----------------------------------------------------------------
 
@@ -198,6 +219,8 @@ class Tree:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
                 return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
+            if name in GROUP_DIRS:
+                return self.group_dirs.attr(GROUP_DIRS[name])
             # Who asks first, then whether the name is a pid at all: a caller from
             # another namespace is noticed (tree.Mixed) even by a lookup that fails.
             with self._view(request) as view:
@@ -207,10 +230,19 @@ class Tree:
             if name == MEMINFO:  # shadows a child cgroup of that name, as totmaps does
                 return self.extra.lookup(node, name, request)
             return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
+        if node.kind is Kind.GROUP:
+            with self.caller(request) as caller:
+                return self.group_dirs.lookup(parent, name, caller)
+        if node.kind is Kind.TREE and not node.is_file and name in TREE_FILES:
+            with self._view(request) as view:
+                return self._tree_attr(view, node.number, tree_inode(node.number, TREE_FILES[name]))
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {parent}")
         if name in EXTRA_NAMES:
             return self.extra.lookup(node, name, request)
+        if name == TREE:
+            with self._view(request) as view:
+                return self._tree_attr(view, node.number, tree_inode(node.number))
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
@@ -228,6 +260,7 @@ class Tree:
         entries = [(b".", root), (b"..", root)]
         entries.extend((name, self._link_attr(ino)) for name, ino in LINKS.items())
         entries.extend((name, self._view_attr(ino)) for name, ino in VIEW_FILES.items())
+        entries.extend((name, self.group_dirs.attr(ino)) for name, ino in GROUP_DIRS.items())
         try:
             entries.append((CGROUP, self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))))
         except NoSuchEntry:
@@ -249,13 +282,21 @@ class Tree:
         if node.kind is Kind.CGROUP:
             entries = self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
             return entries + self.extra.entries(node, request)
-        if node.is_file or node.kind is not Kind.PID:
+        if node.kind is Kind.GROUP:
+            with self.caller(request) as caller:
+                return self.group_dirs.listdir(ino, caller, self._root_attr())
+        if node.is_file or node.kind not in (Kind.PID, Kind.TREE):
             raise NotADirectory(f"inode {ino}")
         pid = node.number
         with self._view(request) as view:
             host = self._host(view, pid)
         here = self._pid_attr(host, pid, False)
-        entries = [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
+        if node.kind is Kind.TREE:
+            with self.reader.open(host) as proc:
+                return tree_entries(pid, proc, here)
+        with self.reader.open(host) as proc:
+            tree = (TREE, tree_attr(pid, 0, proc))
+        entries = [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True)), tree]
         return entries + self.extra.entries(node, request)
 
     def readlink(self, ino: int, request: Request) -> bytes:
@@ -310,10 +351,19 @@ class Tree:
             return self._open_view(ino, request, caller)
 
     def _open_view(self, ino: int, request: Request, caller: Caller) -> bytes | Plan[Any, bytes]:
+        node = decode(ino)
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
         if ino == SUMMARY_INODE:
             return self.views.summary(caller)
+        if ino == PROGRAMS_INODE:
+            return self.groups.programs(caller)
+        if ino == USERS_INODE:
+            return self.groups.users(caller)
+        if node.kind is Kind.GROUP:
+            return self.group_dirs.open(ino, caller)
+        if node.kind is Kind.TREE:
+            return tree_plan(self.groups, ino, caller, self._host(caller.pids, node.number))
         if ino == METRICS_INODE:
             try:
                 top: str | None = self.cgroup_top(request)
@@ -333,16 +383,16 @@ class Tree:
             raise
         if hit is not None:
             proc.close()
-            return hit.text
+            return self.views.pid_text(hit)
         return Plan([functools.partial(self._resolve, checked)], _first)
 
     def _resolve(self, checked: Checked) -> bytes:
         with checked.proc:
-            return self.engine.resolve(checked).text
+            return self.views.pid_text(self.engine.resolve(checked))
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
         with self.caller(request) as caller:
-            return self.engine.totmaps(self._host(caller.pids, pid), caller).text
+            return self.views.pid_text(self.engine.totmaps(self._host(caller.pids, pid), caller))
 
 
 def _first(parts: Sequence[bytes]) -> bytes:

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 from ..engine import Counters, Engine, Mapped, NotDue, Totmaps, WalkBudget
@@ -14,6 +14,7 @@ from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
 from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
 from ._metrics import Family, MetricsOptions, render
+from ._names import program_name
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
@@ -94,8 +95,10 @@ class Views:
         cgroups: Cgroup2,
         metrics: MetricsOptions | None = None,
         budget: WalkBudget | None = None,
+        layout: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None,
     ) -> None:
         self.engine = engine
+        self.layout = layout  # None: every field, in the kernel's order (see _names.LAYOUTS)
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
@@ -137,6 +140,8 @@ class Views:
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
         resolve: Resolve | None = None,
+        programs: bool = False,
+        only: Collection[int] | None = None,
     ) -> Plan[Snapshot, T]:
         """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
@@ -149,9 +154,13 @@ class Views:
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
         merged. Slices are interleaved, so that each gets as many big processes.
         ``resolve`` replaces Engine.resolve (``files`` walks mappings).
+        ``programs``: the rows say what each process runs; ``only``: the pass
+        is over these of our pids alone (a process tree).
         """
         access = self.engine.access
         pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
+        if only is not None:
+            pids = [pair for pair in pids if pair[0] in only]
         # Begin where the budget ran out last time (Snapshot.deferred_at), so
         # that under a spent budget every process gets its turn at a walk.
         with self._lock:
@@ -165,7 +174,8 @@ class Views:
         uids = None if caller is None else access.uids_for(caller)
         resolve = resolve or self.engine.resolve
         slices = [
-            functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids, resolve) for i in range(n)
+            functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids, resolve, programs)
+            for i in range(n)
         ]
 
         def merged(parts: Sequence[Snapshot]) -> T:
@@ -208,6 +218,7 @@ class Views:
         top: str | None,
         uids: Callable[[int], int] | None = None,
         resolve: Resolve | None = None,
+        programs: bool = False,
     ) -> Snapshot:
         """The rows of (position in the pass, our pid, the caller's pid) ``pids``; ``uids`` renumbers uids."""
         engine, relative = self.engine, self.cgroups.relative
@@ -233,8 +244,13 @@ class Views:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
                                 rows.deferred_at = position
-                    except (NoSuchEntry, AccessDenied):
-                        continue  # gone since the listing, or not the caller's to read
+                        # exe is read after the access check: the kernel asks the same of it.
+                        program = program_name(proc.exe(), status.name) if programs and totmaps.fields else ""
+                    except NoSuchEntry:
+                        continue  # gone since the listing
+                    except AccessDenied:
+                        rows.denied += 1  # not the caller's to read: counted, never shown
+                        continue
                     except NotDue:
                         rows.not_due += 1
                         continue
@@ -247,7 +263,9 @@ class Views:
                         age = max(0.0, now - totmaps.at)
                         uid = status.uids[1] if uids is None else uids(status.uids[1])
                         mappings = totmaps.by_key if isinstance(totmaps, Mapped) else None
-                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk, mappings))
+                        rows.append(
+                            Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk, mappings, program)
+                        )
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
@@ -263,9 +281,17 @@ class Views:
 
     # -- the view files: each a plan (run it, or hand it to a pool) -------------------
 
+    def text(self, fields: Mapping[str, int]) -> bytes:
+        """A sum as a totmaps file, in the daemon's --layout."""
+        return format_totmaps(fields if self.layout is None else self.layout(fields))
+
+    def pid_text(self, totmaps: Totmaps) -> bytes:
+        """A process's own totmaps file, in the daemon's --layout (the kernel's: the cached text)."""
+        return totmaps.text if self.layout is None else format_totmaps(self.layout(totmaps.fields))
+
     def totmaps(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
-        return self.plan(caller, lambda rows: format_totmaps(total(rows, self.field_names())))
+        return self.plan(caller, lambda rows: self.text(total(rows, self.field_names())))
 
     def summary(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/summary: one line per readable process, largest Pss first."""
@@ -276,7 +302,7 @@ class Views:
         self.cgroups.stat(path)  # a cgroup removed since the lookup is ENOENT, not an empty file
         return self.plan(
             caller,
-            lambda rows: format_totmaps(total(rows, self.field_names())),
+            lambda rows: self.text(total(rows, self.field_names())),
             keep=lambda member: member is not None and within(member, path),
         )
 
@@ -298,4 +324,6 @@ class Views:
                 rows.extra = tuple(extra(rows))
             return render(rows, self.metrics_options, self.field_names())
 
-        return self.plan(caller, finish, cgroups=True, top=top, resolve=resolve)
+        return self.plan(
+            caller, finish, cgroups=True, top=top, resolve=resolve, programs=self.metrics_options.groups > 0
+        )
