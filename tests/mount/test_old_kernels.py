@@ -14,7 +14,9 @@ from support.kernel import fields
 
 def bump(text: bytes, name: bytes, by: int) -> bytes:
     """``text`` with the number on its line ``name`` raised by ``by``."""
-    return re.sub(rb"(?m)^(%s[ \t]*)(\d+)" % re.escape(name), lambda m: m.group(1) + b"%d" % (int(m.group(2)) + by), text)
+    return re.sub(
+        rb"(?m)^(%s[ \t]*)(\d+)" % re.escape(name), lambda m: m.group(1) + b"%d" % (int(m.group(2)) + by), text
+    )
 
 
 @pytest.fixture

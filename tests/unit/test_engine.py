@@ -12,7 +12,7 @@ import pytest
 import totmapsfs
 from support.fakeproc import FakeProc
 from support.kernel import fields, read_rollup
-from totmapsfs.engine import Engine, SourceUnavailable
+from totmapsfs.engine import HEAVY_FACTOR, Engine, SourceUnavailable
 from totmapsfs.errors import NoSuchProcess
 from totmapsfs.proc import ProcReader
 
@@ -67,6 +67,43 @@ def test_immediate_miss_when_the_process_touches_memory(workloads, clock: Clock)
     assert after["Anonymous"] >= before["Anonymous"] + 256
     with w.stopped():
         assert engine.totmaps(w.pid).fields == read_rollup(w.pid)
+
+
+class SlowClock(Clock):
+    """Every reading is ``step`` later than the last: each walk looks as long as a slow machine's (issue 19)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_light_process_is_fresh_on_every_read_however_slow_the_walk(workloads) -> None:
+    w = workloads()  # ~80 kB of page tables: light
+    clock = SlowClock(0.05)  # every walk "takes" 100 ms: past any CPU-time exemption there was (1 ms)
+    engine = Engine(max_age=3600, duty=0.05, clock=clock)
+    first = engine.totmaps(w.pid)
+    assert engine.cache.heavy == pytest.approx(HEAVY_FACTOR * 0.05, rel=1)  # our own walk, on the same clock
+    for round in range(3):
+        before = engine.totmaps(w.pid).fields if round else first.fields
+        w.touch(64)
+        after = engine.totmaps(w.pid).fields
+        assert after["Anonymous"] >= before["Anonymous"] + 256, f"round {round}: a held answer"
+    assert engine.counters.held == 0
+
+
+def test_a_big_process_is_held_for_the_duty_however_fast_the_walk(workloads) -> None:
+    w = workloads("--private", "256")  # ~600 kB of page tables: not light
+    clock = SlowClock(0.0002)  # a walk looks 0.4 ms long (once exempt, under 1 ms): due again 8 ms after it began
+    engine = Engine(max_age=3600, duty=0.05, clock=clock)
+    first = engine.totmaps(w.pid)
+    w.touch(64)
+    assert engine.totmaps(w.pid) is first and engine.counters.held == 1
+    clock.now += 1
+    assert engine.totmaps(w.pid).fields["Anonymous"] >= first.fields["Anonymous"] + 256
 
 
 def test_max_age_zero_never_caches(workloads, clock: Clock) -> None:

@@ -5,6 +5,8 @@ from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 from ._engine import (
     DEFAULT_DUTY,
     DEFAULT_MAX_AGE,
+    HEAVY_FACTOR,
+    LIGHT_PAGE_TABLES,
     Engine,
     Probe,
     Signature,
@@ -13,6 +15,7 @@ from ._engine import (
     Totmaps,
     boot_tick,
     choose_source,
+    page_tables,
     totmaps,
 )
 
@@ -21,6 +24,8 @@ __all__ = [
     "DEFAULT_DUTY",
     "DEFAULT_MAX_AGE",
     "DEFAULT_WALK_BUDGET",
+    "HEAVY_FACTOR",
+    "LIGHT_PAGE_TABLES",
     "Budget",
     "Cache",
     "Counters",
@@ -34,5 +39,6 @@ __all__ = [
     "WalkBudget",
     "boot_tick",
     "choose_source",
+    "page_tables",
     "totmaps",
 ]

@@ -1,9 +1,10 @@
 """The engine: a process's totmaps, access-checked, cached per (pid, start time) by memory generation.
 
 The generation (also in README.md) is the process's minor and major fault
-counts from /proc/<pid>/stat plus the memory counter block of
-/proc/<pid>/status (VmSize, VmLck, VmRSS, RssAnon, RssFile, RssShmem, VmSwap,
-VmPTE, ...). Mapping, unmapping, mlock, faulting pages in and losing them to
+counts from /proc/<pid>/stat plus the memory counter lines of
+/proc/<pid>/status (VmPeak, VmSize, VmLck, VmRSS, RssAnon, RssFile, RssShmem,
+VmSwap, VmPTE, ..., HugetlbPages: the Vm*, Rss* and HugetlbPages lines by
+name, see proc._text). Mapping, unmapping, mlock, faulting pages in and losing them to
 reclaim or swap all move one of these, so a process that touches new memory
 shows it on the very next read. What they do not see is other processes
 changing how a shared page is split (Pss) or the referenced bit ageing: those
@@ -19,13 +20,14 @@ any, started later and has another key.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..errors import NoSuchProcess
+from ..errors import NoSuchProcess, TotmapsError
 from ..parser import format_totmaps, parse_smaps
 from ..proc import Access, Caller, Process, ProcReader, Stat, Status
 from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
@@ -35,6 +37,18 @@ DEFAULT_MAX_AGE = 1.0  # seconds
 # be walked. 5%: a process whose smaps take 15 ms to walk is walked at most
 # every 0.3 s, one of 4.5 s (a 200 GB process) every 90 s.
 DEFAULT_DUTY = 0.05
+# Who is exempt from the duty: a *light* process, one whose page tables (VmPTE
+# in status: mm_pgtables_bytes, fs/proc/task_mmu.c task_mem) are at most this
+# many kB. The walk (walk_page_vma, mm/pagewalk.c) visits every page table
+# entry: its cost to the target grows with them, whatever the machine's speed.
+# 256 kB map at most 128 MiB of touched pages (~1 ms of walk here, 2026); a
+# Python process has ~80 kB, a 1.5 GiB one 3 MB.
+LIGHT_PAGE_TABLES = 256
+# ... and whose walk took less than this many times a walk of our own process
+# (a small one) on the same clock: a light process with very many mappings
+# (120,000 unpopulated VMAs: 72 kB of page tables, a 17 ms walk) is held all the
+# same. A ratio, not a time: a slow or loaded machine slows both alike.
+HEAVY_FACTOR = 20
 
 Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory counters)
 
@@ -103,6 +117,19 @@ class Probe:
     status: Status
     key: Key | None  # (pid, start time); None: no address space, the answer is empty
     signature: Signature | None  # the memory generation (see the module docstring)
+    light: bool = False  # small page tables: exempt from the walk duty (LIGHT_PAGE_TABLES)
+
+
+def page_tables(counters: bytes) -> int | None:
+    """VmPTE, in kB, from a status memory counters block; None when it has no such line."""
+    at = counters.find(b"\nVmPTE:")
+    if at < 0:
+        return None
+    end = counters.find(b"kB", at)
+    try:
+        return int(counters[at + 7 : end if end >= 0 else len(counters)])
+    except ValueError:
+        return None
 
 
 class Engine:
@@ -120,6 +147,7 @@ class Engine:
         capacity: int = DEFAULT_CAPACITY,
         parse: Callable[[bytes | memoryview], dict[str, int]] = parse_smaps,
         access: Access | None = None,
+        light_page_tables: int = LIGHT_PAGE_TABLES,
     ) -> None:
         self.reader = reader or ProcReader()
         self.access = access or Access(self.reader)
@@ -128,6 +156,8 @@ class Engine:
         self.clock = clock
         self._tick = tick
         self._parse = parse
+        self.light_page_tables = light_page_tables
+        self._calibrated = False  # cache.heavy set from a walk of our own process (see HEAVY_FACTOR)
 
     @property
     def max_age(self) -> float:
@@ -191,7 +221,9 @@ class Engine:
         # anything (Access.may_read): no call at all for it, in the views too.
         if caller is not None and not caller.all_access:
             self.access.check(caller, status, proc)
-        return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters))
+        tables = page_tables(status.mm_counters)
+        light = tables is not None and tables <= self.light_page_tables
+        return Probe(proc, status, (proc.pid, stat.starttime), (stat.minflt, stat.majflt, status.mm_counters), light)
 
     def cached(self, probe: Probe) -> Totmaps | None:
         """The answer if the cache has it for the probed state (or there is nothing to read); never waits."""
@@ -213,9 +245,32 @@ class Engine:
         if key is None:
             return _EMPTY
         proc = probe.proc
+        if probe.light and not self._calibrated:
+            self._calibrate()
         return self.cache.get_or_compute(
-            key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget
+            key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget, light=probe.light
         )
+
+    def _calibrate(self) -> None:
+        """Set the cache's ``heavy`` walk: HEAVY_FACTOR times the median of three walks of our own process.
+
+        On the cache's own walk clock, so the ratio holds on any machine. Not
+        our process in this procfs (a fake root), or a clock that did not move:
+        no such bound (light targets are never held).
+        """
+        took = []
+        clock = self.cache.walk_clock
+        try:
+            with self.reader.open(os.getpid()) as me:
+                for _ in range(3):
+                    begun = clock()
+                    self._walk(me, parse_smaps)  # the parser's real cost, whatever one was injected
+                    took.append(clock() - begun)
+        except (OSError, TotmapsError):
+            pass
+        reference = sorted(took)[1] if len(took) == 3 else 0.0
+        self.cache.heavy = HEAVY_FACTOR * reference if reference > 0 else math.inf
+        self._calibrated = True  # two threads may both calibrate: alike
 
     def _compute(self, proc: Process, key: Key) -> tuple[Totmaps, bool]:
         """The answer, and whether the process was still alive after its start tick ended.
@@ -225,13 +280,7 @@ class Engine:
         """
         tick = self._tick()  # read before the evidence of life below, which then proves it
         started, cpu = self.clock(), time.thread_time()
-        if self.source is Source.ROLLUP:
-            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
-            fields, empty = self._parse(text), not text
-        else:
-            # The text is parsed where it was read (a pooled buffer): no copy of it.
-            with proc.memory_view(False) as raw:
-                fields, empty = self._parse(raw), not raw
+        fields, empty = self._walk(proc)
         # Text read is the process's own (the dirfd pins the task) and proves it
         # alive after ``tick``. An empty read may be a zombie's (still there, no
         # mm: its file is empty) or a process that exited meanwhile: stat,
@@ -240,6 +289,18 @@ class Engine:
         if empty and proc.stat().starttime != key[1]:
             raise NoSuchProcess(key[0])
         return Totmaps(fields, at=started, walk=walk), tick > key[1]
+
+    def _walk(
+        self, proc: Process, parse: Callable[[bytes | memoryview], dict[str, int]] | None = None
+    ) -> tuple[dict[str, int], bool]:
+        """One read of the source, parsed: its fields, and whether the text was empty."""
+        parse = parse or self._parse
+        if self.source is Source.ROLLUP:
+            text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
+            return parse(text), not text
+        # The text is parsed where it was read (a pooled buffer): no copy of it.
+        with proc.memory_view(False) as raw:
+            return parse(raw), not raw
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop entries of pids that are no longer listed (called when the root is listed)."""
