@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import NoSuchProcess, TotmapsError
-from ..parser import format_totmaps, parse_smaps
+from ..parser import MAX_FIELDS, U64_MAX, SmapsParseError, format_totmaps, parse_smaps
 from ..proc import Access, Caller, Process, ProcReader, Stat, Status
 from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 
@@ -298,7 +298,23 @@ class Engine:
         if self.source is Source.ROLLUP:
             text = proc.rollup()  # ~1 KiB: read whole, no pooled buffer
             return parse(text), not text
-        # The text is parsed where it was read (a pooled buffer): no copy of it.
+        # smaps is parsed as it is read, run by run of whole lines in one small
+        # buffer (Process.memory_lines), and the runs' sums added: parse_smaps
+        # sums line by line, so that is its answer for the whole text.
+        totals: dict[str, int] = {}
+
+        def add(lines: memoryview) -> None:
+            for name, value in parse(lines).items():
+                totals[name] = totals.get(name, 0) + value
+
+        try:
+            size = proc.memory_lines(False, add)
+            if len(totals) <= MAX_FIELDS and all(value <= U64_MAX for value in totals.values()):
+                return totals, not size
+        except (SmapsParseError, OverflowError):
+            pass
+        # Past parse_smaps' bounds: the whole text, so that it raises its own
+        # error with the line it is about (a text no kernel prints).
         with proc.memory_view(False) as raw:
             return parse(raw), not raw
 
