@@ -14,7 +14,7 @@ from support.fakeproc import FakeProc
 from support.kernel import fields, read_rollup
 from totmapsfs.engine import HEAVY_FACTOR, Engine, SourceUnavailable
 from totmapsfs.errors import NoSuchProcess
-from totmapsfs.proc import ProcReader
+from totmapsfs.proc import BufferPool, ProcReader
 
 
 class Clock:
@@ -222,3 +222,15 @@ def test_rollup_source_refused_without_rollup(old_kernel_proc) -> None:
     root, _, _ = old_kernel_proc
     with pytest.raises(SourceUnavailable, match="smaps_rollup"):
         Engine(ProcReader(str(root)), "rollup")
+
+
+@pytest.mark.parametrize("buffer", [64, 333, 4096, 1 << 20])
+def test_smaps_parsed_run_by_run_sums_as_the_whole_text(old_kernel_proc, buffer: int) -> None:
+    """Process.memory_lines hands the parser runs of whole lines: any buffer size, a line longer than it."""
+    root, pid, _ = old_kernel_proc
+    smaps = Path(root, str(pid), "smaps")
+    long_header = b"7f0000000000-7f0000001000 r--p 00000000 00:00 0    /" + b"x" * 700 + b"\n"
+    smaps.write_bytes(long_header + smaps.read_bytes() + long_header + b"Rss:  5 kB")  # the last line unended
+    reader = ProcReader(str(root))
+    reader.buffers = BufferPool(initial=buffer)
+    assert Engine(reader, "smaps", max_age=0).totmaps(pid).fields == totmapsfs.parse_smaps(smaps.read_bytes())
