@@ -27,6 +27,7 @@ import pytest
 from support.cgroups import Cgroup, cgroup2_mount
 from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
 from totmapsfs.harness import Mount, Workload
+from totmapsfs.proc import FALLBACK_ENV
 from totmapsfs.service import lazy_unmount, mount_at
 
 TIERS = ("unit", "system", "mount", "stress", "systemd")
@@ -119,11 +120,16 @@ def workloads() -> Iterator[Callable[..., Workload]]:
 
 
 @pytest.fixture(scope="module")
-def exact_mount() -> Iterator[Mount]:
-    """One rollup mount with the cache off, shared by a module's exactness tests."""
+def exact_mount(request: pytest.FixtureRequest) -> Iterator[Mount]:
+    """One rollup mount with the cache off, shared by a module's exactness tests.
+
+    Parametrized indirectly with "fallback", the daemon translates pids as on
+    a kernel without the nsfs ioctls (proc.FALLBACK_ENV).
+    """
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
-    m = Mount(d / "mnt", "--max-age", "0")
+    env = {FALLBACK_ENV: "1"} if getattr(request, "param", None) == "fallback" else {}
+    m = Mount(d / "mnt", "--max-age", "0", env=env)
     yield m
     assert m.stop() == 0
     assert daemon_problems(m) == []

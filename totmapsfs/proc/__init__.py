@@ -24,7 +24,8 @@ from ._cgroup2 import (
     within,
 )
 from ._cgroupns import CgroupRoots, root_from, setns
-from ._pidns import PidNamespaces, PidView
+from ._nsfs import WouldWait
+from ._pidns import FALLBACK_ENV, PidNamespaces, PidView
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
 from ._userns import UserNamespaces, UserNs, capable
@@ -33,6 +34,7 @@ __all__ = [
     "CAP_PERFMON",
     "CAP_SYS_ADMIN",
     "CAP_SYS_PTRACE",
+    "FALLBACK_ENV",
     "IMPLEMENTATION",
     "MISSING_C",
     "ROOT",
@@ -52,6 +54,7 @@ __all__ = [
     "Target",
     "UserNamespaces",
     "UserNs",
+    "WouldWait",
     "ancestors",
     "capable",
     "child_path",

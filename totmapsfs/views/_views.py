@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..engine import Counters, Engine, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
-from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
+from ..proc import ROOT, Caller, Cgroup2, PidView, rebase, unified_path, within
 from ._metrics import MetricsOptions, render
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
@@ -56,6 +57,21 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 
+class _Once(Generic[T]):
+    """``fn()``, computed by the first caller, the others waiting for it and given the same."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._value: tuple[T] | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = (self._fn(),)
+            return self._value[0]
+
+
 class Plan(NamedTuple, Generic[S, T]):
     """Work that may wait on a target's mmap lock: shares (worker threads, in parallel), then ``finish`` on them.
 
@@ -98,6 +114,7 @@ class Views:
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
         self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
+        self._processes: int | None = None  # how many the last pass was over (None: no pass yet)
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
         self._warned: set[int] = set()  # pids already logged as left out: one line each, not one per poll
@@ -142,17 +159,18 @@ class Views:
         merged. Shares are interleaved, so that each gets as many big processes.
         """
         access = self.engine.access
-        pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
-        # Begin where the budget ran out last time (Snapshot.deferred_at), so
-        # that under a spent budget every process gets its turn at a walk.
-        start = next((i for i, (host, _) in enumerate(pids) if host >= self._cursor), 0)
-        order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+        view = access.pids.own if caller is None else caller.pids
+        # Which processes, in the caller's numbers, is worked out by the first
+        # share to run, in a worker: it lists /proc and, for a caller in another
+        # pid namespace, translates every pid (on a kernel without the nsfs
+        # ioctls, a read of each one's status): never on the event loop.
+        order = _Once(functools.partial(self._order, view))
         want_cgroup = cgroups or keep is not None
-        n = self.threads_for(len(order))
+        n = PASS_THREADS if self._processes is None else self.threads_for(self._processes)
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        shares = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        shares = [functools.partial(self._share, order, i, n, caller, want_cgroup, keep, top, uids) for i in range(n)]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
@@ -160,7 +178,7 @@ class Views:
             for part in parts:
                 rows.extend_from(part)
             if rows.deferred_at is not None:
-                self._cursor = order[rows.deferred_at][1]
+                self._cursor = order()[rows.deferred_at][1]
             # See threads_for. A heuristic, so unsynchronized.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             if misses or served:
@@ -172,6 +190,19 @@ class Views:
             return finish(rows)
 
         return Plan(shares, merged)
+
+    def _order(self, view: PidView | None) -> list[tuple[int, int, int]]:
+        """(position in the pass, our pid, the caller's pid) of every process ``view`` holds, in pass order."""
+        pids = self.engine.access.pids.visible(view, self.engine.reader.pids())
+        self._processes = len(pids)
+        # Begin where the budget ran out last time (Snapshot.deferred_at), so
+        # that under a spent budget every process gets its turn at a walk.
+        start = next((i for i, (host, _) in enumerate(pids) if host >= self._cursor), 0)
+        return [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+
+    def _share(self, order: _Once[list[tuple[int, int, int]]], i: int, n: int, *args: Any) -> Snapshot:
+        """Share ``i`` of ``n`` of a pass: every ``n``-th process of its order, from the ``i``-th."""
+        return self._rows(order()[i::n], *args)
 
     def _stats(self, counters: Counters) -> WalkStats:
         return WalkStats(
