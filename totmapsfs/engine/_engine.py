@@ -49,6 +49,10 @@ LIGHT_PAGE_TABLES = 256
 # (120,000 unpopulated VMAs: 72 kB of page tables, a 17 ms walk) is held all the
 # same. A ratio, not a time: a slow or loaded machine slows both alike.
 HEAVY_FACTOR = 20
+# "K": count every walk as K times its CPU time, as a machine K times slower
+# would (an emulator: ~15). For the tests of the rules above on a real mount;
+# not for users.
+SLOWDOWN_ENV = "TOTMAPSFS_WALK_SLOWDOWN"
 
 Signature = tuple[int, int, bytes]  # (minflt, majflt, status memory counters)
 
@@ -152,7 +156,9 @@ class Engine:
         self.reader = reader or ProcReader()
         self.access = access or Access(self.reader)
         self.source = choose_source(source, self.reader)
-        self.cache: Cache[Totmaps] = Cache(max_age, duty=duty, clock=clock, capacity=capacity)
+        slowdown = float(os.environ.get(SLOWDOWN_ENV, "1"))
+        walk_clock = (lambda: time.thread_time() * slowdown) if slowdown != 1 and clock is time.monotonic else None
+        self.cache: Cache[Totmaps] = Cache(max_age, duty=duty, clock=clock, walk_clock=walk_clock, capacity=capacity)
         self.clock = clock
         self._tick = tick
         self._parse = parse
