@@ -251,7 +251,7 @@ class Engine:
         if key is None:
             return _EMPTY
         proc = probe.proc
-        if probe.light and not self._calibrated:
+        if probe.light and not self._calibrated and self.cache.duty < 1:
             self._calibrate()
         return self.cache.get_or_compute(
             key, probe.signature, lambda: self._compute(proc, key), patience=patience, budget=budget, light=probe.light
