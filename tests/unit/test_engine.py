@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -234,3 +238,53 @@ def test_smaps_parsed_run_by_run_sums_as_the_whole_text(old_kernel_proc, buffer:
     reader = ProcReader(str(root))
     reader.buffers = BufferPool(initial=buffer)
     assert Engine(reader, "smaps", max_age=0).totmaps(pid).fields == totmapsfs.parse_smaps(smaps.read_bytes())
+
+
+# A process with small page tables but very many mappings (none of them
+# touched): light by its page tables, but a walk of it is long.
+MANY_EMPTY_MAPPINGS = """
+import ctypes, mmap, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+n, page = int(sys.argv[1]), mmap.PAGESIZE
+spare = mmap.mmap(-1, 64 * page)
+base = libc.mmap(None, 2 * n * page, 0, 0x22, -1, 0)  # PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS
+for i in range(n):  # every other page readable: 2n mappings the kernel cannot merge (max_map_count: 65530)
+    libc.mmap(base + 2 * i * page, page, 1, 0x32, -1, 0)  # PROT_READ, ...|MAP_FIXED
+touched = iter(range(64))
+signal.signal(signal.SIGUSR1, lambda *_: spare.__setitem__(next(touched) * page, 1))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_light_process_whose_walk_is_long_is_held_all_the_same(workloads) -> None:
+    """Small page tables, 60,000 mappings: its walk is far more than HEAVY_FACTOR of a small process's: held.
+
+    The reference is a small Python process, as the daemon is (this test
+    process, which the engine would walk by default, is much bigger).
+    """
+    small = workloads()
+    p = subprocess.Popen(
+        [sys.executable, "-c", MANY_EMPTY_MAPPINGS, "30000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        engine = Engine(max_age=3600, duty=0.05, reference=small.pid)
+        with engine.reader.open(p.pid) as proc:
+            assert engine.probe(proc).light, "set-up: its page tables should be small"
+        first = engine.totmaps(p.pid)
+        assert first.walk * 1e3 > 0 and engine.cache.heavy < math.inf
+        assert first.walk >= engine.cache.heavy, (
+            f"a {first.walk * 1e3:.1f} ms walk not heavy, heavy from {engine.cache.heavy * 1e3:.1f} ms"
+        )
+        os.kill(p.pid, signal.SIGUSR1)  # it touches a page: its memory generation moves
+        deadline = time.monotonic() + 10
+        while engine.counters.held == 0 and engine.counters.misses == 1:
+            assert time.monotonic() < deadline, "it never changed"
+            assert engine.totmaps(p.pid) is first
+        assert engine.counters.held >= 1 and engine.counters.misses == 1
+    finally:
+        p.kill()
+        p.communicate()

@@ -152,7 +152,9 @@ class Engine:
         parse: Callable[[bytes | memoryview], dict[str, int]] = parse_smaps,
         access: Access | None = None,
         light_page_tables: int = LIGHT_PAGE_TABLES,
+        reference: int | None = None,
     ) -> None:
+        """``reference``: the pid of a small process whose walk HEAVY_FACTOR multiplies; ours by default."""
         self.reader = reader or ProcReader()
         self.access = access or Access(self.reader)
         self.source = choose_source(source, self.reader)
@@ -163,6 +165,7 @@ class Engine:
         self._tick = tick
         self._parse = parse
         self.light_page_tables = light_page_tables
+        self._reference = reference
         self._calibrated = False  # cache.heavy set from a walk of our own process (see HEAVY_FACTOR)
 
     @property
@@ -258,7 +261,7 @@ class Engine:
         )
 
     def _calibrate(self) -> None:
-        """Set the cache's ``heavy`` walk: HEAVY_FACTOR times the median of three walks of our own process.
+        """Set the cache's ``heavy`` walk: HEAVY_FACTOR times the median of three walks of our own (small) process.
 
         On the cache's own walk clock, so the ratio holds on any machine. Not
         our process in this procfs (a fake root), or a clock that did not move:
@@ -267,7 +270,7 @@ class Engine:
         took = []
         clock = self.cache.walk_clock
         try:
-            with self.reader.open(os.getpid()) as me:
+            with self.reader.open(self._reference or os.getpid()) as me:
                 for _ in range(3):
                     begun = clock()
                     self._walk(me, parse_smaps)  # the parser's real cost, whatever one was injected
