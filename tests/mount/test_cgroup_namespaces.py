@@ -173,7 +173,7 @@ def test_metrics_cgroup_labels_are_the_callers_paths(mount: Mount, cgns: CgroupN
 
 
 def test_a_new_cgroup_namespace_is_found_off_the_event_loop(cgns: CgroupNs) -> None:
-    """The first request from a cgroup namespace has its root found by a thread's setns: in a worker (issue 19).
+    """The first request from a cgroup namespace has its root found by a thread's setns: in a worker thread.
 
     The tree as the FUSE adapter drives it: what it answers at once runs on
     the event loop, so for a namespace not met before it hands back a Plan

@@ -193,8 +193,8 @@ def test_new_memory_shows_on_the_very_next_read(mount_factory, workloads, slowdo
     """Whatever the machine's speed: SLOWDOWN_ENV has the daemon count each walk 50 times over, as an emulator would.
 
     A small process is exempt from the walk duty by its page tables, not by
-    how long its walk took (issue 19: 1.0-1.3 ms under emulation once held
-    its answer); a big one stays held meanwhile.
+    how long its walk took (1.0-1.3 ms under emulation, past the old 1 ms
+    exemption, once held its answer); a big one stays held meanwhile.
     """
     mount = mount_factory("--max-age", "3600", env={SLOWDOWN_ENV: slowdown})
     w = workloads()

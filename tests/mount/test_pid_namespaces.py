@@ -329,7 +329,7 @@ def test_in_the_daemons_own_namespaces_names_are_the_hosts(exact_mount: Mount, p
     expect.done()
 
 
-# -- a kernel without the nsfs ioctls: no scan of /proc on the event loop (issue 19) ------------
+# -- a kernel without the nsfs ioctls: no scan of /proc on the event loop ------------
 
 
 def test_without_the_ioctls_a_scan_of_proc_never_stalls_other_readers(mount_factory, workloads, request) -> None:

@@ -74,7 +74,7 @@ def test_immediate_miss_when_the_process_touches_memory(workloads, clock: Clock)
 
 
 class SlowClock(Clock):
-    """Every reading is ``step`` later than the last: each walk looks as long as a slow machine's (issue 19)."""
+    """Every reading is ``step`` later than the last: each walk looks as long as a slow (emulated) machine's."""
 
     def __init__(self, step: float) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""The rows that differ between kernels (issue 19), on their own: ``python -m totmapsfs.bench.kernels``.
+"""The rows that differ between kernels (old-kernel paths), on their own: ``python -m totmapsfs.bench.kernels``.
 
     python -m totmapsfs.bench.kernels [--repeat N] [--crowd N] [--mappings N]
 
