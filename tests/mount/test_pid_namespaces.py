@@ -291,6 +291,25 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
     expect.done()
 
 
+def test_views_read_from_the_namespace_leave_no_fd_of_it_open(exact_mount: Mount, pidns: Agent) -> None:
+    """A view's plan translates through its own copy of the caller's pid namespace fd (Views.plan), closed once used.
+
+    Thirty whole-system reads from the namespace, then the daemon must hold
+    no fd of that namespace: a plan that kept its copy would hold thirty.
+    """
+    reads = [["read", str(exact_mount.path / name)] for name in ("summary", "totmaps", "metrics") for _ in range(10)]
+    failed = [answer(o) for o in pidns.run(*reads) if "ok" not in o]
+    assert not failed, f"reads from the namespace failed: {failed[:3]}"
+    held = []
+    for fd in os.listdir(f"/proc/{exact_mount.proc.pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{exact_mount.proc.pid}/fd/{fd}") == pidns.info["ns"]["pid"]:
+                held.append(fd)
+        except FileNotFoundError:
+            continue  # closed meanwhile
+    assert held == [], f"the daemon holds {len(held)} fds of the caller's pid namespace after its reads"
+
+
 # -- the daemon's own namespaces ----------------------------------------------------------------
 
 
