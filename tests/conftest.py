@@ -28,6 +28,7 @@ from support.cgroups import Cgroup, cgroup2_mount
 from support.mounts import daemon_problems, module_mount
 from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
 from totmapsfs.harness import Mount, Workload
+from totmapsfs.proc import FALLBACK_ENV
 from totmapsfs.service import lazy_unmount, mount_at
 
 TIERS = ("unit", "system", "mount", "stress", "systemd")
@@ -111,9 +112,14 @@ def workloads() -> Iterator[Callable[..., Workload]]:
 
 
 @pytest.fixture(scope="module")
-def exact_mount() -> Iterator[Mount]:
-    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests."""
-    yield from module_mount("--max-age", "0", "--duty", "1")
+def exact_mount(request: pytest.FixtureRequest) -> Iterator[Mount]:
+    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests.
+
+    Parametrized indirectly with "fallback", the daemon translates pids as on
+    a kernel without the nsfs ioctls (proc.FALLBACK_ENV).
+    """
+    env = {FALLBACK_ENV: "1"} if getattr(request, "param", None) == "fallback" else {}
+    yield from module_mount("--max-age", "0", "--duty", "1", env=env)
 
 
 _cgroup_names = iter(range(1 << 30))

@@ -45,7 +45,7 @@ def test_files_walk_waits_for_the_totmaps_walks_duty() -> None:
         clock.now += 0.1  # the walk's cost, on the injected clock the cache measures walks with
         return parse_smaps(data)
 
-    engine = Engine(max_age=0.5, duty=0.05, clock=clock, parse=slow_parse)
+    engine = Engine(max_age=0.5, duty=0.05, clock=clock, parse=slow_parse, light_page_tables=-1)  # none light
     walks = FileWalks(engine)
     pid = os.getpid()
     engine.totmaps(pid)
@@ -75,7 +75,7 @@ def test_totmaps_walk_waits_for_the_files_walks_duty() -> None:
         clock.now += 0.1
         return parse_smaps_mappings(data)
 
-    engine = Engine(max_age=0.5, duty=0.05, clock=clock, parse=slow_parse)
+    engine = Engine(max_age=0.5, duty=0.05, clock=clock, parse=slow_parse, light_page_tables=-1)  # none light
     walks = FileWalks(engine, parse=slow_mappings)
     pid = os.getpid()
     first = engine.totmaps(pid)
@@ -101,7 +101,7 @@ def test_files_view_counts_what_the_duty_left_out() -> None:
         return parse_smaps(data)
 
     # 0.1 s walks at a 0.01% duty are held for 1000 s: longer than the pass itself moves the clock.
-    engine = Engine(max_age=0.5, duty=0.0001, clock=clock, parse=slow_parse)
+    engine = Engine(max_age=0.5, duty=0.0001, clock=clock, parse=slow_parse, light_page_tables=-1)  # none light
     views = Views(engine, Cgroup2(engine.reader))
     walked = len(snapshot(views, None))  # every process walked for totmaps just now, 0.1 s each: none due
     text = FileViews(views).files(None).run().decode().splitlines()

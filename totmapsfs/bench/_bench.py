@@ -22,8 +22,8 @@ IDLE = 300  # small idle processes, read in the footprint run
 READERS = [1, 2, 4, 8]
 # label -> daemon arguments; "warm" holds answers long enough to stay warm, "cold"
 # walks on every read: no cache, no walk duty (which would hold the answers of
-# the processes whose walk takes over 1 ms; section T measures it) and no views'
-# walk budget.
+# the processes that are not light, engine.LIGHT_PAGE_TABLES; section T measures
+# it) and no views' walk budget.
 MOUNTS = {
     "rollup-cold": ("--source", "rollup", "--max-age", "0", "--duty", "1", "--walk-budget", "off"),
     "rollup-warm": ("--source", "rollup", "--max-age", "3600"),

@@ -184,18 +184,25 @@ class Operations(pyfuse3.Operations):
         parts = await self.reads.run_all(plan.slices)
         return await self.reads.run(functools.partial(plan.finish, parts))
 
+    async def _attr(self, answer: Attr | Plan[Attr, Attr]) -> pyfuse3.EntryAttributes:
+        """An attribute the tree found at once, or in the ``meta`` pool (a scan of /proc, a setns: tree._deferred)."""
+        if not isinstance(answer, Attr):
+            part, finish = answer.slices[0], answer.finish
+            answer = await self.meta.run(lambda: finish([part()]))
+        return self._reply(answer)
+
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         if decode(parent_inode).kind is Kind.GROUP:
             # A program or user name not seen in the last second is looked for
             # among every process (views.Groups.exists): a listing's cost.
             lookup = functools.partial(self.tree.lookup, parent_inode, name, _request(ctx))
-            return self._reply(await self.meta.run(lookup))
-        return self._reply(self.tree.lookup(parent_inode, name, _request(ctx)))
+            return await self._attr(await self.meta.run(lookup))
+        return await self._attr(self.tree.lookup(parent_inode, name, _request(ctx)))
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._reply(self.tree.getattr(inode, _request(ctx)))
+        return await self._attr(self.tree.getattr(inode, _request(ctx)))
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:

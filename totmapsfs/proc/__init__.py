@@ -25,7 +25,8 @@ from ._cgroup2 import (
 )
 from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots, capget, capset, root_from, setns, with_admin
 from ._io import read_fd_into
-from ._pidns import PidNamespaces, PidView
+from ._nsfs import WouldWait
+from ._pidns import FALLBACK_ENV, PidNamespaces, PidView
 from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
 from ._userns import UserNamespaces, UserNs, capable
@@ -34,6 +35,7 @@ __all__ = [
     "CAP_PERFMON",
     "CAP_SYS_ADMIN",
     "CAP_SYS_PTRACE",
+    "FALLBACK_ENV",
     "IMPLEMENTATION",
     "MISSING_C",
     "ROOT",
@@ -53,6 +55,7 @@ __all__ = [
     "Target",
     "UserNamespaces",
     "UserNs",
+    "WouldWait",
     "ancestors",
     "capable",
     "capget",

@@ -124,7 +124,7 @@ class Access:
                 # mm belongs above it): elsewhere the rule is walked in full.
                 ours and self.initial and bool(cap_eff >> CAP_SYS_PTRACE & 1),
                 ours and self.perfmon_rule and bool(cap_eff & _PERFMON_CAPS),
-                self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids),
+                self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids, status.tgid, ns_tgids),
                 ns_tgids[-1] if ns_tgids else status.tgid,
                 ns_pids[-1] if ns_pids else tid,
                 tid,

@@ -162,6 +162,15 @@ number(const char *p, size_t len, int present, int base)
     return present ? to_int(p, len, base) : PyLong_FromLong(0);
 }
 
+/* A line of task_mem()'s (fs/proc/task_mmu.c) or hugetlb_report_usage()'s:
+   what the memory generation is made of, whatever the kernel prints after. */
+static int
+is_mm_counter(const char *line, size_t len)
+{
+    return (len >= 2 && memcmp(line, "Vm", 2) == 0) || (len >= 3 && memcmp(line, "Rss", 3) == 0) ||
+           (len >= 13 && memcmp(line, "HugetlbPages:", 13) == 0);
+}
+
 PyObject *
 status_fields(const char *data, size_t len)
 {
@@ -169,8 +178,9 @@ status_fields(const char *data, size_t len)
     const char *val[NKEYS] = {NULL};
     size_t vlen[NKEYS] = {0};
     int found[NKEYS] = {0};
-    /* The memory counters block: from the "\n" before "VmSize:" to the "\n"
-       before "CoreDumping:" (or the end). */
+    /* The memory counters block (_text.py, _MM_BLOCK): the first run of lines
+       named Vm*, Rss* or HugetlbPages:, from the "\n" before its first line
+       to the "\n" after its last (or the end). */
     const char *vm = NULL, *vm_end = NULL;
 
     size_t i = 0;
@@ -187,9 +197,10 @@ status_fields(const char *data, size_t len)
             }
         }
         if (i > 0) { /* the reference looks for "\n" + key: never on the first line */
-            if (vm == NULL && linelen >= 7 && memcmp(line, "VmSize:", 7) == 0)
+            int counter = is_mm_counter(line, linelen);
+            if (vm == NULL && counter)
                 vm = line - 1;
-            else if (vm != NULL && vm_end == NULL && linelen >= 12 && memcmp(line, "CoreDumping:", 12) == 0)
+            else if (vm != NULL && vm_end == NULL && !counter)
                 vm_end = line - 1;
         }
         i += linelen + 1;
@@ -216,10 +227,13 @@ status_fields(const char *data, size_t len)
     PyObject *eff = prm ? number(val[CAPEFF], vlen[CAPEFF], found[CAPEFF], 16) : NULL;
     PyObject *mm = NULL;
     if (eff != NULL) {
-        if (vm == NULL)
+        if (vm == NULL) {
             mm = PyBytes_FromStringAndSize("", 0);
-        else
-            mm = PyBytes_FromStringAndSize(vm, (vm_end ? vm_end : data + len) - vm);
+        } else {
+            if (vm_end == NULL) /* the block ran to the end: without the text's last "\n", if it has one */
+                vm_end = data[len - 1] == '\n' ? data + len - 1 : data + len;
+            mm = PyBytes_FromStringAndSize(vm, vm_end - vm);
+        }
     }
     PyObject *nstgid = mm ? (found[NSTGID] ? to_ints(val[NSTGID], vlen[NSTGID], 10) : PyTuple_New(0)) : NULL;
     PyObject *nspid = nstgid ? (found[NSPID] ? to_ints(val[NSPID], vlen[NSPID], 10) : PyTuple_New(0)) : NULL;

@@ -35,6 +35,14 @@ NS_GET_TGID_IN_PIDNS = _IOR_INT | 0x9  # ... its thread group's id there
 KEEP = 1024  # namespaces held open, per kind: far more containers than a host runs at once
 
 
+class WouldWait(Exception):
+    """Answering needs what may take long (a scan of /proc, a thread's setns): ask again with ``wait`` in a worker.
+
+    What runs on the event loop asks with ``wait=False`` (tree._tree): one
+    slow request must not stall every other reader of the mount.
+    """
+
+
 def open_ns(path: str, rootfd: int) -> int:
     """An nsfs file relative to the procfs root, open (its namespace held while it is)."""
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=rootfd)

@@ -116,7 +116,7 @@ class BufferPool:
     ``keep`` buffers of at most ``max_bytes`` each are kept.
     """
 
-    def __init__(self, initial: int = 64 * 1024, keep: int = 4, max_bytes: int = 32 << 20) -> None:
+    def __init__(self, initial: int = 256 * 1024, keep: int = 4, max_bytes: int = 32 << 20) -> None:
         self.initial = initial
         self.keep = keep
         self.max_bytes = max_bytes
@@ -134,6 +134,38 @@ class BufferPool:
             with self._lock:
                 if len(self._free) < self.keep:
                     self._free.append(buf)
+
+
+def _read_fd_lines(fd: int, buf: bytearray, each: Callable[[memoryview], object]) -> int:
+    """Read an open /proc file to its end through ``buf``, handing ``each`` every run of whole lines; bytes read.
+
+    A run is handed on when the buffer is full (its last partial line is kept
+    for the next), and at the end. The buffer grows only for a line longer
+    than itself. One small buffer, warm in the CPU's cache and never page
+    faulted in again, instead of one as big as the text (smaps of a
+    60,000-mapping process: 44 MB, whose growth cost the daemon a fifth of its read).
+    """
+    n = total = 0
+    while True:
+        if n == len(buf):
+            end = buf.rfind(b"\n", 0, n) + 1
+            if end == 0:
+                buf.extend(bytes(len(buf)))  # one line longer than the buffer
+            else:
+                with memoryview(buf) as whole, whole[:end] as lines:
+                    each(lines)
+                buf[: n - end] = buf[end:n]
+                n -= end
+        with memoryview(buf) as whole, whole[n:] as rest:
+            got = os.readv(fd, [rest])
+        if not got:
+            break
+        n += got
+        total += got
+    if n:
+        with memoryview(buf) as whole, whole[:n] as lines:
+            each(lines)
+    return total
 
 
 def _root_of_map(text: bytes) -> int | None:
@@ -270,6 +302,25 @@ class Process:
                 os.close(fd)
         except ProcessLookupError:
             return 0
+
+    @wrap_exceptions("memory")
+    def memory_lines(self, each: Callable[[memoryview], object]) -> int:
+        """The raw smaps text handed to ``each`` in runs of whole lines, as read; its length.
+
+        Each run is a view of a pooled buffer, valid during the call only. Empty
+        (no call) as ``memory_view``.
+        """
+        buf = self._buffers.take()
+        try:
+            fd = os.open("smaps", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dirfd)
+            try:
+                return _read_fd_lines(fd, buf, each)
+            finally:
+                os.close(fd)
+        except ProcessLookupError:
+            return 0
+        finally:
+            self._buffers.give(buf)
 
     @contextlib.contextmanager
     def memory_view(self) -> Iterator[memoryview]:

@@ -11,7 +11,7 @@ import types
 
 # Only what --help and usage errors need (no pyfuse3 import: see _run).
 from .. import __version__
-from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, Source
+from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, HEAVY_FACTOR, LIGHT_PAGE_TABLES, Source
 from ..views import DEFAULT_GROUPS, DEFAULT_TOP, LAYOUTS, parse_fields
 from ._mountpoint import UserError
 
@@ -120,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
         help=f"the largest share of the time any one process is walked (default {DEFAULT_DUTY:g}, i.e. "
         f"{DEFAULT_DUTY * 100:.0f}%%): reading smaps holds the process's mmap lock, so a process whose last walk took "
         "W seconds is walked again no sooner than W/SHARE after it began, and readers get its last answer "
-        "meanwhile, whatever --max-age says. Walks under 1 ms are exempt. 1 turns this off",
+        "meanwhile, whatever --max-age says. Light processes are exempt: page tables (VmPTE) of at most "
+        f"{LIGHT_PAGE_TABLES} kB and a walk shorter than {HEAVY_FACTOR} times one of the daemon's own. "
+        "1 turns this off",
     )
     p.add_argument(
         "--walk-budget",

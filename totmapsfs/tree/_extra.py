@@ -33,41 +33,42 @@ class Extra:
         self.files = FileViews(tree.views)
         self.meminfo = MeminfoViews(tree.views)
 
-    def _pid_files_attr(self, pid: int, request: Request) -> Attr:
+    def _pid_files_attr(self, pid: int, request: Request, wait: bool = True) -> Attr:
         # Owned as the process's totmaps is (as /proc/<pid>/smaps): the same access rule.
         tree = self.tree
         with tree._view(request) as view:
-            host = tree._host(view, pid)
+            host = tree._host(view, pid, wait)
         totmaps = tree._pid_attr(host, pid, True)
         return totmaps._replace(ino=pid_files_inode(pid))
 
-    def _cgroup_attr(self, ident: int, request: Request) -> Attr:
+    def _cgroup_attr(self, ident: int, request: Request, wait: bool = True) -> Attr:
         dirs = self.tree.cgroup_dirs
-        top = self.tree.cgroup_top(request)
+        top = self.tree.cgroup_top(request, wait)
         path = top if ident == 0 else dirs.path_of(ident)
         if not within(path, top):
             raise NoSuchEntry(f"cgroup id {ident}")
         st = dirs.cgroups.stat(path)
         return Attr(cgroup_meminfo_inode(ident), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
 
-    def _cgroup_ident(self, node: Inode, request: Request) -> int:
+    def _cgroup_ident(self, node: Inode, request: Request, wait: bool = True) -> int:
         """The id of cgroup directory ``node`` as the meminfo inode holds it (0: the caller's top)."""
-        top = self.tree.cgroup_top(request)
+        top = self.tree.cgroup_top(request, wait)
         path = self.tree.cgroup_dirs.path_of_inode(cgroup_inode(node.number, False), want_file=False, top=top)
         return 0 if path == top else self.tree.cgroup_dirs.id_of(path)
 
-    def attr(self, node: Inode, request: Request) -> Attr:
+    def attr(self, node: Inode, request: Request, wait: bool = True) -> Attr:
+        """``wait`` False: WouldWait where a pid or cgroup namespace must be scanned for (Tree._deferred)."""
         if node.kind is Kind.PID_FILES:
-            return self._pid_files_attr(node.number, request)
-        return self._cgroup_attr(node.number, request)
+            return self._pid_files_attr(node.number, request, wait)
+        return self._cgroup_attr(node.number, request, wait)
 
-    def lookup(self, parent: Inode, name: bytes, request: Request) -> Attr:
+    def lookup(self, parent: Inode, name: bytes, request: Request, wait: bool = True) -> Attr:
         if parent.is_file:
             raise NotADirectory(f"{parent.kind.value} {parent.number}")
         if parent.kind is Kind.PID and name == FILES:
-            return self._pid_files_attr(parent.number, request)
+            return self._pid_files_attr(parent.number, request, wait)
         if parent.kind is Kind.CGROUP and name == MEMINFO:
-            return self._cgroup_attr(self._cgroup_ident(parent, request), request)
+            return self._cgroup_attr(self._cgroup_ident(parent, request, wait), request, wait)
         raise NoSuchEntry(name.decode("utf-8", "replace"))
 
     def entries(self, parent: Inode, request: Request) -> list[tuple[bytes, Attr]]:
@@ -90,13 +91,15 @@ class Extra:
         resolve = functools.partial(self.files.walks.resolve, strict=True) if files_top else None
         return self.tree.views.metrics(caller, top, extra=extra, resolve=resolve)
 
-    def open_file(self, node: Inode, ino: int, request: Request, caller: Caller) -> bytes | Plan[Any, bytes]:
+    def open_file(
+        self, node: Inode, ino: int, request: Request, caller: Caller, wait: bool = True
+    ) -> bytes | Plan[Any, bytes]:
         """As Tree.open_file, for ``caller`` (closed by the tree once the plan is made: see Tree._open_view)."""
         tree = self.tree
         if ino == FILES_INODE:
             return self.files.files(caller)
         if node.kind is Kind.PID_FILES:
-            proc = tree.reader.open(tree._host(caller.pids, node.number))
+            proc = tree.reader.open(tree._host(caller.pids, node.number, wait))
             try:
                 checked = tree.engine.check(proc, caller)
             except BaseException:
@@ -104,7 +107,7 @@ class Extra:
                 raise
             return self.files.pid_files(checked)
         if node.kind is Kind.CGROUP_MEMINFO:
-            top = tree.cgroup_top(request)
+            top = tree.cgroup_top(request, wait)
             path = top if node.number == 0 else tree.cgroup_dirs.path_of(node.number)
             if not within(path, top):
                 raise NoSuchEntry(f"inode {ino}")

@@ -33,13 +33,13 @@ from __future__ import annotations
 import functools
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..engine import Checked, Engine
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
-from ..proc import ROOT, Caller, PidView
+from ..proc import ROOT, Caller, PidView, WouldWait
 from ..views import Groups, Plan, Views
 from ._cgroupdirs import CgroupDirs
 from ._extra import Extra
@@ -73,6 +73,8 @@ from ._inodes import (
     tree_file,
     tree_inode,
 )
+
+T = TypeVar("T")
 
 
 class Request(NamedTuple):
@@ -144,19 +146,26 @@ class Tree:
         self._seen_pids(view)
         return view
 
-    def _host(self, view: PidView | None, pid: int) -> int:
-        """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it."""
+    def _host(self, view: PidView | None, pid: int, wait: bool = True) -> int:
+        """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it.
+
+        ``wait`` False: WouldWait when that takes a scan of /proc (a kernel
+        without the nsfs translation ioctls, and a pid the index does not know).
+        """
         if view is not None and view.ours:
             return pid  # our own namespace: the common case, without a call
-        host = None if view is None else self.access.pids.to_host(view, pid)
+        host = None if view is None else self.access.pids.to_host(view, pid, wait)
         if host is None:
             raise NoSuchEntry(str(pid))
         return host
 
-    def cgroup_top(self, request: Request) -> str:
-        """Where the caller's cgroup namespace begins in the mirrored hierarchy; NoSuchEntry when it cannot be told."""
+    def cgroup_top(self, request: Request, wait: bool = True) -> str:
+        """Where the caller's cgroup namespace begins in the mirrored hierarchy; NoSuchEntry when it cannot be told.
+
+        ``wait`` False: WouldWait for a cgroup namespace not met before.
+        """
         roots = self.access.cgroups
-        root = roots.root_of(request.tid)
+        root = roots.root_of(request.tid, wait)
         if root != ROOT and not self.mixed.cgroups:
             self.mixed.cgroups = True
             self.mixed.generation += 1
@@ -185,7 +194,27 @@ class Tree:
             return Attr(totmaps_inode(pid), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
         return Attr(pid_dir_inode(pid), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
 
-    def getattr(self, ino: int, request: Request) -> Attr:
+    # -- what may wait --------------------------------------------------------------
+
+    def _deferred(self, fn: Callable[..., T], *args: Any) -> T | Plan[T, T]:
+        """``fn(*args, wait=False)`` here (the event loop), or a Plan that calls it with ``wait`` in a worker.
+
+        For the requests answered on the event loop: what would wait there (a
+        scan of /proc, a thread's setns; proc.WouldWait) goes to a worker, so
+        one slow request never stalls the other readers of the mount.
+        """
+        try:
+            return fn(*args, wait=False)
+        except WouldWait:
+            return Plan([functools.partial(fn, *args, wait=True)], _first)
+
+    def getattr(self, ino: int, request: Request) -> Attr | Plan[Attr, Attr]:
+        return self._deferred(self._getattr, ino, request)
+
+    def lookup(self, parent: int, name: bytes, request: Request) -> Attr | Plan[Attr, Attr]:
+        return self._deferred(self._lookup, parent, name, request)
+
+    def _getattr(self, ino: int, request: Request, wait: bool) -> Attr:
         node = decode(ino)
         if node.kind is Kind.ROOT:
             return self._root_attr()
@@ -194,23 +223,23 @@ class Tree:
         if node.kind is Kind.VIEW:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
+            return self.cgroup_dirs.attr(ino, self.cgroup_top(request, wait))
         if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO):
-            return self.extra.attr(node, request)
+            return self.extra.attr(node, request, wait)
         if node.kind is Kind.GROUP:
             return self.group_dirs.attr(ino)
         with self._view(request) as view:
             if node.kind is Kind.TREE:
-                return self._tree_attr(view, node.number, ino)
-            return self._pid_attr(self._host(view, node.number), node.number, node.is_file)
+                return self._tree_attr(view, node.number, ino, wait)
+            return self._pid_attr(self._host(view, node.number, wait), node.number, node.is_file)
 
-    def _tree_attr(self, view: PidView, pid: int, ino: int) -> Attr:
-        with self.reader.open(self._host(view, pid)) as proc:
+    def _tree_attr(self, view: PidView, pid: int, ino: int, wait: bool = True) -> Attr:
+        with self.reader.open(self._host(view, pid, wait)) as proc:
             return tree_attr(pid, tree_file(ino), proc)
 
     # -- names ----------------------------------------------------------------
 
-    def lookup(self, parent: int, name: bytes, request: Request) -> Attr:
+    def _lookup(self, parent: int, name: bytes, request: Request, wait: bool) -> Attr:
         node = decode(parent)
         if node.kind is Kind.ROOT:
             if name in LINKS:
@@ -218,36 +247,36 @@ class Tree:
             if name in VIEW_FILES:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
-                return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
+                return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request, wait))
             if name in GROUP_DIRS:
                 return self.group_dirs.attr(GROUP_DIRS[name])
             # Who asks first, then whether the name is a pid at all: a caller from
             # another namespace is noticed (tree.Mixed) even by a lookup that fails.
             with self._view(request) as view:
                 pid = parse_pid(name)
-                return self._pid_attr(self._host(view, pid), pid, False)
+                return self._pid_attr(self._host(view, pid, wait), pid, False)
         if node.kind is Kind.CGROUP:
             if name == MEMINFO:  # shadows a child cgroup of that name, as totmaps does
-                return self.extra.lookup(node, name, request)
-            return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
+                return self.extra.lookup(node, name, request, wait)
+            return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request, wait))
         if node.kind is Kind.GROUP:
             with self.caller(request) as caller:
                 return self.group_dirs.lookup(parent, name, caller)
         if node.kind is Kind.TREE and not node.is_file and name in TREE_FILES:
             with self._view(request) as view:
-                return self._tree_attr(view, node.number, tree_inode(node.number, TREE_FILES[name]))
+                return self._tree_attr(view, node.number, tree_inode(node.number, TREE_FILES[name]), wait)
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {parent}")
         if name in EXTRA_NAMES:
-            return self.extra.lookup(node, name, request)
+            return self.extra.lookup(node, name, request, wait)
         if name == TREE:
             with self._view(request) as view:
-                return self._tree_attr(view, node.number, tree_inode(node.number))
+                return self._tree_attr(view, node.number, tree_inode(node.number), wait)
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
         with self._view(request) as view:
-            return self._pid_attr(self._host(view, node.number), node.number, True)
+            return self._pid_attr(self._host(view, node.number, wait), node.number, True)
 
     def visible(self, view: PidView | None) -> list[tuple[int, int]]:
         """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
@@ -323,6 +352,13 @@ class Tree:
     # -- contents -------------------------------------------------------------
 
     def open_file(self, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
+        """``_open_file`` on the event loop; carried to its end in a worker if it would wait there (``_deferred``)."""
+        try:
+            return self._open_file(ino, request, False)
+        except WouldWait:
+            return Plan([functools.partial(self._read_file, ino, request)], _first)
+
+    def _open_file(self, ino: int, request: Request, wait: bool) -> bytes | Plan[Any, bytes]:
         """The whole file for one open handle, access-checked as the caller: its bytes, or the plan for them.
 
         What this does itself reads only what never waits on a target (stat,
@@ -336,21 +372,22 @@ class Tree:
             raise NoSuchEntry(f"inode {ino}")
         if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO) or ino in (FILES_INODE, MEMINFO_INODE):
             with self.caller(request) as caller:
-                return self.extra.open_file(node, ino, request, caller)
+                return self.extra.open_file(node, ino, request, caller, wait)
         if node.kind is Kind.PID:
             if self.engine.always_walks:
                 # No answer can come from the cache, so there is nothing to
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
             with self.caller(request) as caller:
-                return self._open_pid(self._host(caller.pids, node.number), caller)
+                return self._open_pid(self._host(caller.pids, node.number, wait), caller)
         # One Caller for the whole read: a view checks every process against it.
         # Its pid namespace is closed once the plan is made: a plan translates
-        # the caller's pids when it is made (Views.plan), its slices never do.
+        # the caller's pids through a copy of its own (Views.plan), which its
+        # first slice closes.
         with self.caller(request) as caller:
-            return self._open_view(ino, request, caller)
+            return self._open_view(ino, request, caller, wait)
 
-    def _open_view(self, ino: int, request: Request, caller: Caller) -> bytes | Plan[Any, bytes]:
+    def _open_view(self, ino: int, request: Request, caller: Caller, wait: bool) -> bytes | Plan[Any, bytes]:
         node = decode(ino)
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
@@ -363,15 +400,20 @@ class Tree:
         if node.kind is Kind.GROUP:
             return self.group_dirs.open(ino, caller)
         if node.kind is Kind.TREE:
-            return tree_plan(self.groups, ino, caller, self._host(caller.pids, node.number))
+            return tree_plan(self.groups, ino, caller, self._host(caller.pids, node.number, wait))
         if ino == METRICS_INODE:
             try:
-                top: str | None = self.cgroup_top(request)
+                top: str | None = self.cgroup_top(request, wait)
             except NoSuchEntry:
                 top = None  # no cgroup the caller can be shown: series without cgroup labels
             return self.extra.metrics(caller, top)
-        top = self.cgroup_top(request)
+        top = self.cgroup_top(request, wait)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
+
+    def _read_file(self, ino: int, request: Request) -> bytes:
+        """``_open_file`` carried to its end in the calling thread (a worker: it may wait)."""
+        answer = self._open_file(ino, request, True)
+        return answer if isinstance(answer, bytes) else answer.run()
 
     def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
         proc = self.reader.open(pid)
@@ -395,5 +437,5 @@ class Tree:
             return self.views.pid_text(self.engine.totmaps(self._host(caller.pids, pid), caller))
 
 
-def _first(parts: Sequence[bytes]) -> bytes:
+def _first(parts: Sequence[T]) -> T:
     return parts[0]

@@ -7,12 +7,12 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from ..engine import Counters, Engine, Mapped, NotDue, Totmaps, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
-from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
+from ..proc import ROOT, Caller, Cgroup2, PidView, rebase, unified_path, within
 from ._metrics import Family, MetricsOptions, render
 from ._names import program_name
 from ._snapshot import Row, Snapshot, WalkStats, total
@@ -57,6 +57,28 @@ class _Watched:
 S = TypeVar("S")
 T = TypeVar("T")
 Resolve = Callable[..., Totmaps]  # (checked, *, patience, budget): Engine.resolve, or FileWalks.resolve
+
+
+class _Once(Generic[T]):
+    """``fn()``, called by the first caller only, the others waiting for it and given its value (or its error)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._value: tuple[T] | None = None
+        self._error: Exception | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None and self._error is None:
+                try:
+                    self._value = (self._fn(),)
+                except Exception as exc:
+                    self._error = exc  # not called again: fn may have let go of what it needed (Views._order)
+            if self._error is not None:
+                raise self._error
+            assert self._value is not None
+            return self._value[0]
 
 
 class Plan(NamedTuple, Generic[S, T]):
@@ -106,6 +128,7 @@ class Views:
         # passes of several callers may finish at once, so under ``_lock``.
         self._lock = threading.Lock()
         self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
+        self._processes: int | None = None  # how many the last pass was over (None: no pass yet)
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
         self._warned: set[int] = set()  # pids already logged as left out: one line each, not one per poll
@@ -158,37 +181,40 @@ class Views:
         is over these of our pids alone (a process tree).
         """
         access = self.engine.access
-        pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
-        if only is not None:
-            pids = [pair for pair in pids if pair[0] in only]
-        # Begin where the budget ran out last time (Snapshot.deferred_at), so
-        # that under a spent budget every process gets its turn at a walk.
-        with self._lock:
-            cursor = self._cursor
-        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
-        order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+        view = access.pids.own if caller is None else caller.pids
+        # Which processes, in the caller's numbers, is worked out by the first
+        # slice to run, in a worker: it lists /proc and, for a caller in another
+        # pid namespace, translates every pid (on a kernel without the nsfs
+        # ioctls, a read of each one's status): never on the event loop. The
+        # caller's pid namespace fd is closed once the plan is made (the tree's
+        # with-blocks), so the plan translates through a copy of its view of its
+        # own, which that slice closes once it is done with it.
+        order = _Once(functools.partial(self._order, None if view is None else view.copy(), only))
         want_cgroup = cgroups or keep is not None
-        n = self.threads_for(len(order))
+        with self._lock:
+            processes = self._processes
+        n = PASS_THREADS if processes is None else self.threads_for(processes)
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
         resolve = resolve or self.engine.resolve
         slices = [
-            functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids, resolve, programs)
+            functools.partial(self._slice, order, i, n, caller, want_cgroup, keep, top, uids, resolve, programs)
             for i in range(n)
         ]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
             rows.numeric_users = uids is not None
-            rows.visible = pids
+            order_made = order()  # made by the slices already
+            rows.visible = [(host, shown) for _, host, shown in order_made]
             for part in parts:
                 rows.extend_from(part)
             # See threads_for: whether this pass mostly computed.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             with self._lock:
                 if rows.deferred_at is not None:
-                    self._cursor = order[rows.deferred_at][1]
+                    self._cursor = order_made[rows.deferred_at][1]
                 if misses or served:
                     self._cold = misses * 4 > served
             # The walk counters are the whole host's reading: not for a caller
@@ -198,6 +224,32 @@ class Views:
             return finish(rows)
 
         return Plan(slices, merged)
+
+    def _order(self, view: PidView | None, only: Collection[int] | None = None) -> list[tuple[int, int, int]]:
+        """(position in the pass, our pid, the caller's pid) of every process ``view`` holds, in pass order.
+
+        ``only``: those of our pids alone (a process tree). Closes ``view``
+        (the plan's copy of the caller's): nothing else uses it.
+        """
+        try:
+            pids = self.engine.access.pids.visible(view, self.engine.reader.pids())
+        finally:
+            if view is not None:
+                view.close()
+        if only is not None:
+            pids = [pair for pair in pids if pair[0] in only]
+        with self._lock:
+            if only is None:  # what the next whole-system pass sizes its threads by
+                self._processes = len(pids)
+            cursor = self._cursor
+        # Begin where the budget ran out last time (Snapshot.deferred_at), so
+        # that under a spent budget every process gets its turn at a walk.
+        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
+        return [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+
+    def _slice(self, order: _Once[list[tuple[int, int, int]]], i: int, n: int, *args: Any) -> Snapshot:
+        """Slice ``i`` of ``n`` of a pass: every ``n``-th process of its order, from the ``i``-th."""
+        return self._rows(order()[i::n], *args)
 
     def _stats(self, counters: Counters) -> WalkStats:
         return WalkStats(
