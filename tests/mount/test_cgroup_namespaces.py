@@ -24,6 +24,7 @@ import pytest
 from support.cgroups import Cgroup
 from support.kernel import fields, read_rollup, settled
 from support.namespaces import Agent, AgentError, Verdicts, answer, value
+from support.pace import DAEMON_START
 from support.views import metrics
 from totmapsfs.harness import Mount, state, wait_for
 
@@ -33,7 +34,7 @@ def mount() -> Iterator[Mount]:
     """The cache off, every process exported in metrics (the workloads are small among the host's)."""
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
-    m = Mount(d / "mnt", "--max-age", "0", "--metrics-top", "100000")
+    m = Mount(d / "mnt", "--max-age", "0", "--metrics-top", "100000", timeout=DAEMON_START)
     yield m
     assert m.stop() == 0
     shutil.rmtree(d, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.kernel import outcome
+from support.pace import DAEMON_START, patience
 from totmapsfs.harness import PY, wait_for
 from totmapsfs.service import mount_at
 
@@ -57,7 +58,7 @@ def test_unwritable_stderr_does_not_take_the_daemon_down(workdir: Path, how: str
     """--debug writes a line per request: into /dev/full (ENOSPC), a dead pipe (EPIPE), or nowhere (EBADF)."""
     p, mnt = start_detached(how, workdir, daemon_env(buffered), *(["--debug"] if debug else []))
     try:
-        wait_for(lambda: answers(p, mnt), 15, f"the daemon with stderr {how}")
+        wait_for(lambda: answers(p, mnt), DAEMON_START, f"the daemon with stderr {how}")
         for i in range(100):
             _, text = outcome((mnt / "self" / "totmaps").read_bytes)
             assert isinstance(text, bytes) and b"\nPss:" in text, (i, text, p.poll())
@@ -73,7 +74,7 @@ def test_unwritable_stderr_does_not_take_the_daemon_down(workdir: Path, how: str
             assert os.readlink(f"/proc/{p.pid}/fd/{fd}") != "/dev/fuse", fd
         assert p.poll() is None and b"\nPss:" in (mnt / "self" / "totmaps").read_bytes()
         p.send_signal(signal.SIGTERM)
-        assert p.wait(15) == 0 and mount_at(str(mnt)) is None
+        assert p.wait(patience(15)) == 0 and mount_at(str(mnt)) is None
     finally:
         if p.poll() is None:
             p.kill()
