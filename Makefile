@@ -339,7 +339,7 @@ $(KERNEL_6_1):
 	test -n "$$pkg" || { echo "linux-image-amd64 here does not depend on a 6.1 kernel (not Debian 12?)" >&2; exit 1; }; \
 	rm -rf $(dir $@) && mkdir -p $(dir $@) && cd $(dir $@) && \
 	{ apt-get download $$pkg 2>/dev/null || { apt-get update -qq && apt-get download $$pkg; }; } && \
-	dpkg -x $$pkg_*.deb . && rm $$pkg_*.deb && \
+	dpkg -x $${pkg}_*.deb . && rm $${pkg}_*.deb && \
 	version=$${pkg#linux-image-} && depmod -b . $$version && \
 	ln -s boot/vmlinuz-$$version vmlinuz && echo "$$pkg unpacked in $(dir $@)"
 
