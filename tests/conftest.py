@@ -26,6 +26,7 @@ import pytest
 
 from support.cgroups import Cgroup, cgroup2_mount
 from support.mounts import daemon_problems, module_mount
+from support.pace import DAEMON_START, TIMEOUT_SCALE
 from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
 from totmapsfs.harness import Mount, Workload
 from totmapsfs.proc import FALLBACK_ENV
@@ -36,8 +37,6 @@ TIERS = ("unit", "system", "mount", "stress", "systemd")
 # above what each takes on a loaded 2-core box, far below a CI job's patience.
 STRESS_SECONDS = float(os.environ.get("TOTMAPSFS_STRESS_SECONDS", "0"))
 TIMEOUTS = {"unit": 120, "system": 300, "mount": 300, "stress": 600 + 6 * STRESS_SECONDS, "systemd": 1800}
-# Sanitizer and valgrind builds (make asan, make valgrind) run the same tests several times slower.
-TIMEOUT_SCALE = float(os.environ.get("TOTMAPSFS_TIMEOUT_SCALE", "1"))
 ROOT_TIERS = {"system", "mount", "stress", "systemd"}
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -84,6 +83,7 @@ def mount_factory(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Cal
     mounts: list[Mount] = []
 
     def make(*args: str, name: str = "mnt", **kw: object) -> Mount:
+        kw.setdefault("timeout", DAEMON_START)
         m = Mount(workdir / name, *args, **kw)  # type: ignore[arg-type]
         mounts.append(m)
         return m

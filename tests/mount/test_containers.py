@@ -31,6 +31,7 @@ import pytest
 from support.figures import report
 from support.kernel import fields
 from support.namespaces import ROOTLESS_BASE, ROOTLESS_MAP, Agent, AgentError, Verdicts, answer, pid_names, value
+from support.pace import DAEMON_START
 from totmapsfs.harness import Mount
 
 
@@ -127,7 +128,8 @@ def test_a_container_reads_again_after_the_daemon_restarts(
         dead = k.one(*own)
         if answer(dead) != "ENOTCONN":  # the kernel's: a FUSE mount whose daemon died
             raise AgentError(f"set-up: after kill -9 the container's read answered {dead}, not ENOTCONN")
-        again = Mount(m.path, "--max-age", "0")  # it clears the stale mount itself, then mounts anew
+        # It clears the stale mount itself, then mounts anew.
+        again = Mount(m.path, "--max-age", "0", timeout=DAEMON_START)
         try:
             ready = time.monotonic() - killed
             polled: dict[str, Any] = k.send({"op": "poll", "step": own, "timeout": 10.0})
@@ -161,7 +163,7 @@ def test_without_slave_propagation_a_container_keeps_the_dead_mount(shared_paren
         own = ["read", str(inside / "self" / "totmaps")]
         os.kill(m.proc.pid, signal.SIGKILL)
         m.proc.wait(30)
-        again = Mount(m.path, "--max-age", "0")
+        again = Mount(m.path, "--max-age", "0", timeout=DAEMON_START)
         try:
             assert b"Pss:" in again.read("self")
             assert answer(k.one(*own)) == "ENOTCONN"

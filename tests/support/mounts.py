@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from support.pace import DAEMON_START
 from totmapsfs.harness import Mount
 
 
@@ -26,7 +27,7 @@ def module_mount(*args: str, env: dict[str, str] | None = None) -> Iterator[Moun
     """
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
-    m = Mount(d / "mnt", *args, env=env)
+    m = Mount(d / "mnt", *args, env=env, timeout=DAEMON_START)
     yield m
     assert m.stop() == 0
     assert daemon_problems(m) == []

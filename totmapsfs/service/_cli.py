@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        _daemon.flush_std_streams()
 
 
 def _raise_fd_limit() -> None:
