@@ -22,9 +22,10 @@ from typing import NamedTuple, Protocol
 
 from ..errors import AccessDenied, NoSuchEntry
 from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots
+from ._errnos import ns_inode, unless_gone
 from ._nsfs import KEEP
 from ._pidns import PidNamespaces, PidView
-from ._reader import ProcReader, ns_inode, read_at, unless_gone
+from ._reader import ProcReader, read_at
 from ._text import CAP_SYS_PTRACE, Status
 from ._userns import UserNamespaces, capable
 
