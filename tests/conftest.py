@@ -6,7 +6,8 @@ Tiers are folders, each a marker (``pytest -m unit``; --strict-markers):
     system/   root, no mount: the engine, tree and views against other users' processes and real cgroups
     mount/    root: real FUSE mounts read by real processes as root and as other users
     stress/   churn and pid reuse, load, faults, fuzzing (TOTMAPSFS_STRESS_SECONDS scales them)
-    systemd/  the unit, `make install`, and a real systemd booted in systemd-nspawn
+    systemd/  the units and rules statically, `make install` with DESTDIR, the .deb (`make deb` in a fresh
+              clone) checked and installed under a real systemd booted in systemd-nspawn
 
 A test that logs a warning (in this process, or in a daemon's log) fails
 unless it is marked ``expect_warnings`` (the s3ql rule: a warning nobody

@@ -261,7 +261,7 @@ result=$(prop "$TEXTFILE" Result)
 check textfile-other-dir-refused "TOTMAPSFS_TEXTFILE_DIR=$ALT alone: Result=$result, the journal names ReadWritePaths=$ALT" \
     '[ "$result" = exit-code ] && [ ! -e "$ALT/totmapsfs.prom" ] && unit_journal_has "$TEXTFILE" "ReadWritePaths=$ALT"'
 systemctl reset-failed "$TEXTFILE"
-# README's drop-in, plus a look at the sandbox from inside (the only place
+# The drop-in of docs/monitoring.md ("Into Prometheus: the textfile writer"), plus a look at the sandbox from inside (the only place
 # it may write is the textfile directory).
 mkdir -p /etc/systemd/system/$TEXTFILE.d
 cat >/etc/systemd/system/$TEXTFILE.d/alt.conf <<EOF

@@ -157,7 +157,10 @@ def test_a_container_reads_again_after_the_daemon_restarts(
 
 
 def test_without_slave_propagation_a_container_keeps_the_dead_mount(shared_parent: Path, mount_factory) -> None:
-    """The kernel's side of README's advice: a private bind keeps the killed daemon's mount, ENOTCONN, for ever."""
+    """The kernel's side of the advice in docs/deploying.md ("Giving a container the mount").
+
+    A private bind keeps the killed daemon's mount, ENOTCONN, for ever.
+    """
     m = mount_factory("--max-age", "0")
     with container(shared_parent, propagation="private") as (k, inside):
         own = ["read", str(inside / "self" / "totmaps")]

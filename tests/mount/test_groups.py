@@ -5,8 +5,11 @@ interpreter named ``tmfs-groupload``, so that their executable names the
 program as ps_mem and the mount both name it: a forking server whose children
 share memory, children renamed with prctl(PR_SET_NAME) as Firefox's are, a
 tree three levels deep, and children of two users (uids with no account).
-They are stopped while read, and every comparison is made with the kernel's
-figures held still around the mount's (support.kernel.settled). Each process
+They are stopped while read. Every comparison with the kernel is made with
+its figures held still around the mount's (support.kernel.held); every one
+with ps_mem or smem in a window where the mount's figure, read before, between
+and after two runs of the tool, stayed the same and the tool's two answers
+agreed (support.kernel.bracketed). Each process
 writes 4 MiB of its own: the tools' own processes share libc and the
 interpreter's modules with the workload, and move its Pss_File while they run
 (ps_mem ~200 kB lower over four processes); smem truncates Pss per mapping.
@@ -22,14 +25,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from support import PROGRAMS
-from support.kernel import fields, held, read_rollup
+from support.kernel import bracketed, fields, held, read_rollup
 from support.namespaces import Agent, value
 from support.views import metrics
 from totmapsfs.harness import PY, Mount, state, wait_for
@@ -123,13 +126,35 @@ def ps_mem_totals(pids: list[int]) -> dict[str, float]:
 
 
 def smem_users() -> dict[str, dict[str, int]]:
-    """`smem -u`: user -> count, USS, PSS (kB), as smem sums every process's smaps."""
+    """`smem -u` of the test users: user -> count, USS, PSS (kB), as smem sums every process's smaps."""
     out = subprocess.run(
         ["smem", "-u", "-H", "-c", "user count uss pss"], capture_output=True, text=True, check=True, timeout=120
     ).stdout
-    return {
-        u: {"count": int(c), "uss": int(s), "pss": int(p)} for u, c, s, p in (ln.split() for ln in out.splitlines())
-    }
+    rows = {u: (int(c), int(s), int(p)) for u, c, s, p in (ln.split() for ln in out.splitlines())}
+    return {str(u): dict(zip(("count", "uss", "pss"), rows[str(u)], strict=True)) for u in USERS}
+
+
+def program_pss(m: Path) -> int:
+    """The Pss of the workload's program, as the mount sums it now."""
+    return fields((m / "program" / PROGRAM / "totmaps").read_bytes())["Pss"]
+
+
+def user_figures(m: Path) -> dict[int, tuple[float, float]]:
+    """Each test user's Pss and USS in the mount's ``users`` table now."""
+    rows = table((m / "users").read_text(), "USER")
+    return {u: (rows[str(u)]["Pss"], rows[str(u)]["USS"]) for u in USERS}
+
+
+def alike(first: Any, second: Any) -> bool:
+    """Two answers of a tool (numbers, or dicts of them) the same to 0.1%: its own run-to-run noise (~0.03%)."""
+    if isinstance(first, dict):
+        return first.keys() == second.keys() and all(alike(first[k], second[k]) for k in first)
+    return bool(abs(first - second) <= 0.001 * max(abs(first), abs(second)))
+
+
+def ps_mem_window(ours: Callable[[], int], pids: list[int]) -> tuple[int, dict[str, float]]:
+    """``ours`` and ps_mem's totals for ``pids`` from one stillness window (support.kernel.bracketed)."""
+    return bracketed(ours, lambda: ps_mem_totals(pids), "ps_mem", alike)
 
 
 def within(ours: float, theirs: float, what: str) -> float:
@@ -196,7 +221,7 @@ def test_a_forking_server_is_one_program(mount: Mount, interpreter: Path, rename
         per_pid_too, programs = held(kernel, lambda: (m / "programs").read_text())
         per_pid_tree, tree = held(kernel, lambda: fields((m / str(pids[0]) / "tree" / "totmaps").read_bytes()))
         summary, listing = (m / "summary").read_text(), sorted(os.listdir(m / "program"))
-        theirs = ps_mem_totals(pids)
+        pss, theirs = ps_mem_window(lambda: program_pss(m), pids)
     assert ours == add(per_pid)  # exactly the kernel's, field by field, in its order
     assert list(ours) == list(per_pid[0])
     assert tree == add(per_pid_tree)  # the server and its children: the program here, also a tree
@@ -207,7 +232,7 @@ def test_a_forking_server_is_one_program(mount: Mount, interpreter: Path, rename
     if rename:  # the summary still tells them apart by comm
         assert summary.count(" Web\\040Content\n") == 3
     assert list(theirs) == [PROGRAM]  # ps_mem too takes the children for their parent's program
-    within(ours["Pss"], theirs[PROGRAM], f"ps_mem {PROGRAM} (renamed {rename!r})")
+    within(pss, theirs[PROGRAM], f"ps_mem {PROGRAM} (renamed {rename!r})")
 
 
 def test_a_deleted_executable_is_named_by_comm_and_marked(mount: Mount, interpreter: Path) -> None:
@@ -258,7 +283,8 @@ def test_a_tree_three_levels_deep(mount: Mount, interpreter: Path) -> None:
         own = fields(mount.read(leaf))
         counts = (m / str(pids[0]) / "tree" / "processes").read_text()
         program_pids, program = held(kernel, lambda: fields((m / "program" / PROGRAM / "totmaps").read_bytes()))
-        theirs = ps_mem_totals(pids)
+        tree_pss = lambda: fields((m / str(pids[0]) / "tree" / "totmaps").read_bytes())["Pss"]  # noqa: E731
+        pss, theirs = ps_mem_window(tree_pss, pids)
     assert len(pids) == 7 and len(kids) == 2
     assert whole == add(list(per_pid.values()))
     assert mid == add([mid_pids[middle], *(mid_pids[k] for k in kids)])
@@ -266,7 +292,7 @@ def test_a_tree_three_levels_deep(mount: Mount, interpreter: Path) -> None:
     assert own.keys() == bottom.keys() and own["Rss"] == bottom["Rss"]
     assert counts == "summed 7\ndenied 0\nleft_out 0\n"
     assert program == add(list(program_pids.values()))  # all seven run it
-    within(whole["Pss"], theirs[PROGRAM], "ps_mem, a tree of 7")
+    within(pss, theirs[PROGRAM], "ps_mem, a tree of 7")
     assert sorted(os.listdir(m / str(leaf) / "tree")) == ["processes", "totmaps"]
     assert "tree" in os.listdir(m / str(leaf))
 
@@ -284,8 +310,8 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
         kernel = lambda: {pid: read_rollup(pid) for pid in pids}  # noqa: E731
         per_pid, users = held(kernel, lambda: (m / "users").read_text())
         first_pids, first = held(kernel, lambda: fields((m / "user" / str(USERS[0]) / "totmaps").read_bytes()))
-        smem = smem_users()
-        theirs = ps_mem_totals(pids)
+        by_user, smem = bracketed(lambda: user_figures(m), smem_users, "smem -u", alike)
+        pss, theirs = ps_mem_window(lambda: program_pss(m), pids)
         as_first = read_as(
             USERS[0],
             m / str(pids[0]) / "tree" / "processes",
@@ -301,10 +327,10 @@ def test_users_agree_with_smem_and_read_as_themselves(mount: Mount, interpreter:
     for u in USERS:
         expect_row(rows[str(u)], [per_pid[pid] for pid in mine[u]])
         assert smem[str(u)]["count"] == 3
-        within(rows[str(u)]["Pss"], smem[str(u)]["pss"], f"smem -u {u} PSS")
-        within(rows[str(u)]["USS"], smem[str(u)]["uss"], f"smem -u {u} USS")
+        within(by_user[u][0], smem[str(u)]["pss"], f"smem -u {u} PSS")
+        within(by_user[u][1], smem[str(u)]["uss"], f"smem -u {u} USS")
     assert first == add([first_pids[pid] for pid in mine[USERS[0]]])
-    within(add(list(per_pid.values()))["Pss"], theirs[PROGRAM], "ps_mem, 7 processes of 3 users")
+    within(pss, theirs[PROGRAM], "ps_mem, 7 processes of 3 users")
     assert sorted(os.listdir(m / "user"))  # root at least
     # The access rule: uid 50001 reads its own three, and the python reading; the rest is denied.
     assert as_first[0] == "summed 3\ndenied 4\nleft_out 0\n"

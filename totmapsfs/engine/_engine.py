@@ -1,6 +1,6 @@
 """The engine: a process's totmaps, access-checked, cached per (pid, start time) by memory generation.
 
-The generation (also in README.md) is the process's minor and major fault
+The generation (also in docs/design.md, "The cache") is the process's minor and major fault
 counts from /proc/<pid>/stat plus the memory counter lines of
 /proc/<pid>/status (VmPeak, VmSize, VmLck, VmRSS, RssAnon, RssFile, RssShmem,
 VmSwap, VmPTE, ..., HugetlbPages: the Vm*, Rss* and HugetlbPages lines by

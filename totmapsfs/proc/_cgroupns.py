@@ -25,8 +25,9 @@ import threading
 from collections.abc import Callable
 
 from ._cgroup2 import ROOT, unified_path
+from ._errnos import ns_inode, unless_gone
 from ._nsfs import KEEP, Held, WouldWait
-from ._reader import ProcReader, ns_inode, read_at, unless_gone
+from ._reader import ProcReader, read_at
 
 log = logging.getLogger("totmapsfs")
 

@@ -44,6 +44,19 @@ to_int(const char *p, size_t len, int base)
     return result;
 }
 
+/* The next whitespace-separated token of p[*i:len] (as str.split() finds
+   them): its start in *start, *i moved past it; its length, 0 at the end. */
+static size_t
+next_token(const char *p, size_t len, size_t *i, size_t *start)
+{
+    while (*i < len && is_blank((unsigned char)p[*i]))
+        (*i)++;
+    *start = *i;
+    while (*i < len && !is_blank((unsigned char)p[*i]))
+        (*i)++;
+    return *i - *start;
+}
+
 /* The tuple of int(x, base) for x in field.split(). */
 static PyObject *
 to_ints(const char *p, size_t len, int base)
@@ -51,22 +64,15 @@ to_ints(const char *p, size_t len, int base)
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return NULL;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && is_blank((unsigned char)p[i]))
-            i++;
-        size_t start = i;
-        while (i < len && !is_blank((unsigned char)p[i]))
-            i++;
-        if (i > start) {
-            PyObject *n = to_int(p + start, i - start, base);
-            if (n == NULL || PyList_Append(list, n) < 0) {
-                Py_XDECREF(n);
-                Py_DECREF(list);
-                return NULL;
-            }
-            Py_DECREF(n);
+    size_t i = 0, start, n;
+    while ((n = next_token(p, len, &i, &start)) > 0) {
+        PyObject *value = to_int(p + start, n, base);
+        if (value == NULL || PyList_Append(list, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(list);
+            return NULL;
         }
+        Py_DECREF(value);
     }
     PyObject *tuple = PyList_AsTuple(list);
     Py_DECREF(list);
@@ -89,31 +95,18 @@ stat_fields(const char *data, size_t len)
     const char *tok[20];
     size_t toklen[20];
     int n = 0;
-    size_t i = from;
-    while (i < len && n < 20) {
-        while (i < len && is_blank((unsigned char)data[i]))
-            i++;
-        size_t start = i;
-        while (i < len && !is_blank((unsigned char)data[i]))
-            i++;
-        if (i > start) {
-            tok[n] = data + start;
-            toklen[n] = i - start;
-            n++;
-        }
+    size_t i = from, at, l;
+    while (n < 20 && (l = next_token(data, len, &i, &at)) > 0) {
+        tok[n] = data + at;
+        toklen[n] = l;
+        n++;
     }
     if (n < 20) {
         /* Count them all, for the same message as the reference. */
-        int total = n;
-        while (i < len) {
-            while (i < len && is_blank((unsigned char)data[i]))
-                i++;
-            size_t start = i;
-            while (i < len && !is_blank((unsigned char)data[i]))
-                i++;
-            total += i > start;
-        }
-        return PyErr_Format(PyExc_ValueError, "stat: %d fields after the command name, 20 wanted", total);
+        Py_ssize_t total = n;
+        while (next_token(data, len, &i, &at) > 0)
+            total++;
+        return PyErr_Format(PyExc_ValueError, "stat: %zd fields after the command name, 20 wanted", total);
     }
     PyObject *state = PyUnicode_DecodeASCII(tok[0], (Py_ssize_t)toklen[0], "replace");
     PyObject *minflt = state ? to_int(tok[7], toklen[7], 10) : NULL;

@@ -2,9 +2,10 @@
 
 Everything about namespaces asks the kernel through nsfs (fs/nsfs.c,
 include/uapi/linux/nsfs.h): an open /proc/<pid>/ns/<type> file is the
-namespace, its inode its identity, and ioctls on it tell its parent and
-owner (NS_GET_PARENT, NS_GET_OWNER_UID, Linux 4.9) and translate pids between
-pid namespaces (NS_GET_{PID,TGID}_{FROM,IN}_PIDNS, Linux 6.11).
+namespace, its inode its identity, and ioctls on it tell its parent
+(NS_GET_PARENT, Linux 4.9) and owner (NS_GET_OWNER_UID, Linux 4.11) and
+translate pids between pid namespaces (NS_GET_{PID,TGID}_{FROM,IN}_PIDNS,
+Linux 6.11).
 
 A namespace lives while an fd to it is open, so an inode names one namespace
 only while we hold it: what is learnt of one is kept exactly as long as it

@@ -20,9 +20,9 @@ import os
 import threading
 from collections.abc import Sequence
 
+from ._errnos import ns_inode, unless_gone
 from ._io import read_at, status_of_text, task_names
 from ._nsfs import NS_GET_PARENT, NS_GET_PID_FROM_PIDNS, NS_GET_TGID_IN_PIDNS, WouldWait, open_ns
-from ._reader import ns_inode, unless_gone
 
 log = logging.getLogger("totmapsfs")
 

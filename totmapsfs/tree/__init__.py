@@ -1,5 +1,6 @@
 """The tree of the mount: names, inodes, attributes and file contents, over the engine and the views."""
 
+from ._callers import Mixed, Request
 from ._cgroupdirs import CgroupDirs, check_name
 from ._inodes import (
     CGROUP_INODE,
@@ -28,7 +29,7 @@ from ._inodes import (
     totmaps_inode,
     tree_inode,
 )
-from ._tree import Mixed, Request, Tree
+from ._tree import Tree
 
 __all__ = [
     "CGROUP_INODE",

@@ -22,7 +22,8 @@ from ._inodes import (
 )
 
 if TYPE_CHECKING:
-    from ._tree import Request, Tree
+    from ._callers import Request
+    from ._tree import Tree
 
 
 class Extra:
