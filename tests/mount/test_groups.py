@@ -1,8 +1,9 @@
 """Programs, users and process trees through the mount, against the kernel, ps_mem and smem.
 
 The workloads are tests/programs/groupload.py run by a copy of the
-interpreter named ``tmfs-groupload``, so that their executable names the
-program as ps_mem and the mount both name it: a forking server whose children
+interpreter named ``tmfs-gl-<the test run's pid>`` (unique: two runs on one host
+would add up), so that their executable names the program as ps_mem and the
+mount both name it: a forking server whose children
 share memory, children renamed with prctl(PR_SET_NAME) as Firefox's are, a
 tree three levels deep, and children of two users (uids with no account).
 They are stopped while read. Every comparison with the kernel is made with
@@ -38,7 +39,7 @@ from support.views import metrics
 from totmapsfs.harness import PY, Mount, state, wait_for
 from totmapsfs.views import snake
 
-PROGRAM = "tmfs-groupload"
+PROGRAM = f"tmfs-gl-{os.getpid()}"  # at most 15 characters: the comm too is the whole name
 GROUPLOAD = PROGRAMS / "groupload.py"
 USERS = (50001, 50002)  # no account: the views print them as numbers, as ps and smem do
 TABLE = ["PROCS", "USS", "Pss", "Swap", "SwapPss", "AGE"]
@@ -49,7 +50,7 @@ TABLE = ["PROCS", "USS", "Pss", "Swap", "SwapPss", "AGE"]
 
 @pytest.fixture(scope="module")
 def interpreter() -> Iterator[Path]:
-    """The venv's interpreter copied as ``tmfs-groupload``: a pyvenv.cfg beside it points home to its library."""
+    """The venv's interpreter copied as PROGRAM: a pyvenv.cfg beside it points home to its library."""
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-groupload-"))
     d.chmod(0o755)
     real = os.path.realpath(PY)
