@@ -82,7 +82,7 @@ venv:
 
 # The editable install: the tests and the benchmark import totmapsfs.harness
 # and totmapsfs.bench from this tree (the built wheel leaves them out).
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/proc/*.c totmapsfs/proc/*.h)
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard totmapsfs/parser/*.c totmapsfs/parser/*.h totmapsfs/proc/*.c totmapsfs/proc/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -266,7 +266,7 @@ FUZZ_DIR ?= build/fuzz
 FUZZ_ARGS ?=
 # Length of the fuzz run that asan/valgrind make when no fuzz corpus exists yet.
 CORPUS_SECONDS ?= 60
-SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c
+SPEEDUPS_SRC ?= totmapsfs/parser/_speedups.c totmapsfs/parser/_format.c totmapsfs/parser/_mappings.c totmapsfs/parser/_mapkeys.c
 PROC_SPEEDUPS_SRC ?= totmapsfs/proc/_speedups.c totmapsfs/proc/_fields.c totmapsfs/proc/_batch.c
 ASAN_DIR ?= build/asan
 VALGRIND_DIR ?= build/valgrind
@@ -327,7 +327,7 @@ asan: venv $(FUZZ_DIR)/corpus
 	$(call build_copy,$(ASAN_DIR),gcc -O1 -fsanitize=address$(comma)undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
 	$(call check_copy,$(ASAN_ENV),$(ASAN_DIR))
 	$(ASAN_ENV) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
-	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
+	$(ASAN_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py -k 'not python' $(PYTEST_ARGS)
 	@echo "asan: no AddressSanitizer or UBSan report"
 
 VALGRIND = PYTHONPATH=$(abspath $(VALGRIND_DIR)) PYTHONSAFEPATH=1 PYTHONMALLOC=malloc TOTMAPSFS_REQUIRE_C=1 TOTMAPSFS_TIMEOUT_SCALE=10 \
@@ -348,6 +348,60 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	rm -f $(VALGRIND_DIR)/memcheck.*.log
 	$(VALGRIND) $(PY) tests/programs/fuzz_parser.py --replay $(FUZZ_SEEDS) $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
-	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_proc_text.py \
+	TOTMAPSFS_EXAMPLES_SCALE=0.1 $(VALGRIND) $(PY) -m pytest -q -p no:cacheprovider tests/unit/test_parser.py tests/unit/test_parser_generated.py tests/unit/test_parser_c.py tests/unit/test_mappings.py tests/unit/test_proc_text.py \
 		-k 'not python and not gil_released and not memory_leaks' $(PYTEST_ARGS)
 	@$(VALGRIND_VERDICT)
+
+# ---------------------------------------------------------------------------
+# Other kernels (issue 19): tests on a kernel image booted under QEMU with this
+# machine's userland and this checkout (tests/vm/run: virtme-ng, software
+# emulation, ~15x slower than the host; root).
+#   make vm-test KERNEL=/path/to/vmlinuz [TIERS="unit mount"] [PYTEST_ARGS="tests/unit/test_cache.py -x"]
+#   make kernel-6.1    Debian 12's kernel (what linux-image-amd64 depends on) unpacked into
+#                      build/kernels/6.1 with its modules: nothing installed, /boot untouched
+#   make test-6.1      KERNEL_TESTS, what differs between kernels, on that kernel (CI runs it)
+KERNEL ?=
+TIERS ?=
+VM_VENV ?= build/vng-venv
+VNG_VERSION ?= 1.42
+KERNELS_DIR ?= build/kernels
+KERNEL_6_1 := $(KERNELS_DIR)/6.1/vmlinuz
+# What differs between kernels: pid translation and the namespaces (nsfs ioctls
+# are 6.11+), the access rule's version gates, the cache's generation (status
+# lines), the duty, the daemon's life (start, signals, stderr, unmount).
+KERNEL_TESTS ?= tests/unit/test_access.py tests/unit/test_cache.py \
+	tests/mount/test_pid_namespaces.py tests/mount/test_user_namespaces.py tests/mount/test_cgroup_namespaces.py \
+	tests/mount/test_containers.py tests/mount/test_security.py tests/mount/test_mount.py tests/mount/test_daemon.py \
+	tests/stress/test_duty.py tests/stress/test_stderr.py
+_tiers_expr = $(subst $(eval) , or ,$(strip $(TIERS)))
+
+.PHONY: vm-deps vm-test kernel-6.1 test-6.1
+
+# qemu-system-x86 runs the guest, busybox-static is its initramfs's shell,
+# virtme-ng (PyPI, in its own venv: not a dependency of the package) boots it.
+vm-deps:
+	@missing=$$(for p in qemu-system-x86 busybox-static; do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@test -x $(VM_VENV)/bin/vng && $(VM_VENV)/bin/vng --version | grep -qx 'virtme-ng $(VNG_VERSION)' || { \
+		$(PYTHON) -m venv $(VM_VENV) && $(VM_VENV)/bin/pip install -q 'virtme-ng==$(VNG_VERSION)'; }
+
+vm-test: venv vm-deps
+	@test -n "$(KERNEL)" || { echo "usage: make vm-test KERNEL=/path/to/vmlinuz [TIERS=...] [PYTEST_ARGS=...]" >&2; exit 2; }
+	VNG=$(VM_VENV)/bin/vng tests/vm/run $(KERNEL) $(if $(_tiers_expr),-m '$(_tiers_expr)') $(PYTEST_ARGS)
+
+$(KERNEL_6_1):
+	@pkg=$$(apt-cache depends linux-image-amd64 | awk '$$1 == "Depends:" && $$2 ~ /^linux-image-6\.1\./ { print $$2; exit }'); \
+	test -n "$$pkg" || { echo "linux-image-amd64 here does not depend on a 6.1 kernel (not Debian 12?)" >&2; exit 1; }; \
+	rm -rf $(dir $@) && mkdir -p $(dir $@) && cd $(dir $@) && \
+	{ apt-get download $$pkg 2>/dev/null || { apt-get update -qq && apt-get download $$pkg; }; } && \
+	dpkg -x $${pkg}_*.deb . && rm $${pkg}_*.deb && \
+	version=$${pkg#linux-image-} && depmod -b . $$version && \
+	ln -s boot/vmlinuz-$$version vmlinuz && echo "$$pkg unpacked in $(dir $@)"
+
+kernel-6.1: $(KERNEL_6_1)
+
+test-6.1: $(KERNEL_6_1)
+	$(MAKE) vm-test KERNEL=$(KERNEL_6_1) PYTEST_ARGS="$(KERNEL_TESTS) $(PYTEST_ARGS)"

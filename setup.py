@@ -10,7 +10,13 @@ setup(
     ext_modules=[
         Extension(
             "totmapsfs.parser._speedups",
-            sources=["totmapsfs/parser/_speedups.c", "totmapsfs/parser/_format.c"],
+            sources=[
+                "totmapsfs/parser/_speedups.c",
+                "totmapsfs/parser/_format.c",
+                "totmapsfs/parser/_mappings.c",
+                "totmapsfs/parser/_mapkeys.c",
+            ],
+            depends=["totmapsfs/parser/_mappings.h"],
             extra_compile_args=[*WARNINGS, "-std=c11"],
         ),
         Extension(

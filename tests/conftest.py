@@ -6,7 +6,8 @@ Tiers are folders, each a marker (``pytest -m unit``; --strict-markers):
     system/   root, no mount: the engine, tree and views against other users' processes and real cgroups
     mount/    root: real FUSE mounts read by real processes as root and as other users
     stress/   churn and pid reuse, load, faults, fuzzing (TOTMAPSFS_STRESS_SECONDS scales them)
-    systemd/  the unit, `make install`, and a real systemd booted in systemd-nspawn
+    systemd/  the units and rules statically, `make install` with DESTDIR, the .deb (`make deb` in a fresh
+              clone) checked and installed under a real systemd booted in systemd-nspawn
 
 A test that logs a warning (in this process, or in a daemon's log) fails
 unless it is marked ``expect_warnings`` (the s3ql rule: a warning nobody
@@ -26,8 +27,10 @@ import pytest
 
 from support.cgroups import Cgroup, cgroup2_mount
 from support.mounts import daemon_problems, module_mount
+from support.pace import DAEMON_START, TIMEOUT_SCALE
 from support.parsers import impl  # noqa: F401 (the parser tests' fixture: each implementation in turn)
 from totmapsfs.harness import Mount, Workload
+from totmapsfs.proc import FALLBACK_ENV
 from totmapsfs.service import lazy_unmount, mount_at
 
 TIERS = ("unit", "system", "mount", "stress", "systemd")
@@ -35,8 +38,6 @@ TIERS = ("unit", "system", "mount", "stress", "systemd")
 # above what each takes on a loaded 2-core box, far below a CI job's patience.
 STRESS_SECONDS = float(os.environ.get("TOTMAPSFS_STRESS_SECONDS", "0"))
 TIMEOUTS = {"unit": 120, "system": 300, "mount": 300, "stress": 600 + 6 * STRESS_SECONDS, "systemd": 1800}
-# Sanitizer and valgrind builds (make asan, make valgrind) run the same tests several times slower.
-TIMEOUT_SCALE = float(os.environ.get("TOTMAPSFS_TIMEOUT_SCALE", "1"))
 ROOT_TIERS = {"system", "mount", "stress", "systemd"}
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs"
@@ -83,6 +84,7 @@ def mount_factory(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Cal
     mounts: list[Mount] = []
 
     def make(*args: str, name: str = "mnt", **kw: object) -> Mount:
+        kw.setdefault("timeout", DAEMON_START)
         m = Mount(workdir / name, *args, **kw)  # type: ignore[arg-type]
         mounts.append(m)
         return m
@@ -111,9 +113,14 @@ def workloads() -> Iterator[Callable[..., Workload]]:
 
 
 @pytest.fixture(scope="module")
-def exact_mount() -> Iterator[Mount]:
-    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests."""
-    yield from module_mount("--max-age", "0", "--duty", "1")
+def exact_mount(request: pytest.FixtureRequest) -> Iterator[Mount]:
+    """One rollup mount with the cache off (no max-age, no duty: every read walks), shared by exactness tests.
+
+    Parametrized indirectly with "fallback", the daemon translates pids as on
+    a kernel without the nsfs ioctls (proc.FALLBACK_ENV).
+    """
+    env = {FALLBACK_ENV: "1"} if getattr(request, "param", None) == "fallback" else {}
+    yield from module_mount("--max-age", "0", "--duty", "1", env=env)
 
 
 _cgroup_names = iter(range(1 << 30))

@@ -8,7 +8,7 @@ The package is layered; each subpackage imports only those below it
 - ``proc``: every read of /proc, errnos turned into ``errors`` in one place;
   the kernel's ptrace-read rule; the cgroup2 hierarchy.
 - ``engine``: a process's totmaps, and the cache (injected clock).
-- ``views``: whole-system snapshots (totmaps, summary, per cgroup, metrics).
+- ``views``: whole-system snapshots (totmaps, summary, per cgroup, metrics; by program, user, process tree).
 - ``tree``: paths, inodes, attributes; no FUSE.
 - ``fuse``: the thin pyfuse3 adapter.
 - ``service``: the command line, mounting, signals, privileges, systemd.

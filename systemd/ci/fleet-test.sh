@@ -54,12 +54,14 @@ prom_is() {
 alert_is() { [ "$(promql alert "$1")" = "$2" ]; }
 # series_counts OUTPUT: samples, and the formula's terms, of a metrics text.
 series_counts() {
-    local s c n f
+    local s c n f g m
     s=$(grep -vc '^#' "$1")
     c=$(grep -c '^totmapsfs_cgroup_processes{' "$1")
     n=$(grep -c '^totmapsfs_process_pss_bytes{' "$1")
     f=$(grep -c '^# TYPE totmapsfs_cgroup_.*_bytes gauge$' "$1")
-    echo "$s $c $n $f $(wc -c <"$1")"
+    g=$(grep -Ec '^totmapsfs_(program|user)_processes\{' "$1")
+    m=$(grep -c '^totmapsfs_meminfo_bytes{' "$1")
+    echo "$s $c $n $f $(wc -c <"$1") $g $m"
 }
 
 log "fleet: $(prometheus --version 2>&1 | head -1); $(prometheus-node-exporter --version 2>&1 | head -1)"
@@ -191,20 +193,24 @@ check textfile-refreshed "mtime advanced by the timer alone: $interval ms betwee
     '[ "$interval" -ge 10000 ] && [ "$interval" -le 20000 ]'
 
 # --- 16. Series per host: defaults, and the fleet settings ------------------
-# README's formula: 8 + (F+1) x cgroups + (F+2) x processes, F fields (USS included);
-# the 8: processes, left out, oldest answer, walks, walk seconds, 3 held answers.
+# The formula (docs/monitoring.md): 11 + M + (F+1) x cgroups + (F+2) x processes + (F+1) x (programs + users),
+# F fields (USS included), M lines of the meminfo reconciliation (one a line, whatever the kernel prints);
+# the 11: processes, left out, oldest answer, walks, walk seconds, 3 held answers, and the files
+# walks' 3 counters.
 timeout 5 cat "$MP/metrics" >/tmp/metrics.default
-read -r s1 c1 n1 f1 b1 < <(series_counts /tmp/metrics.default)
+read -r s1 c1 n1 f1 b1 g1 m1 < <(series_counts /tmp/metrics.default)
 /usr/bin/totmapsfs --metrics-top 10 --metrics-cgroup-depth 2 --metrics-fields Rss,Pss,USS,Swap,SwapPss \
+    --metrics-groups 5 \
     /run/totmaps-fleet 2>/dev/null &
 fleet_daemon=$!
 wait_until 10 reads_pss /run/totmaps-fleet/self/totmaps && timeout 5 cat /run/totmaps-fleet/metrics >/tmp/metrics.fleet
 kill "$fleet_daemon"
 wait "$fleet_daemon"
-read -r s2 c2 n2 f2 b2 < <(series_counts /tmp/metrics.fleet)
-check fleet-series-counts "defaults: $s1 series ($c1 cgroups, $n1 processes, $f1 fields, $b1 bytes); fleet settings: $s2 series ($c2 cgroups, $n2 processes, $f2 fields, $b2 bytes)" \
-    '[ "$s1" = $((8 + (f1 + 1) * c1 + (f1 + 2) * n1)) ] && [ "$s2" = $((8 + (f2 + 1) * c2 + (f2 + 2) * n2)) ] &&
-    [ "$f2" = 5 ] && [ "$n2" = 10 ] && [ "$s2" -lt "$s1" ] && no_mount /run/totmaps-fleet'
+read -r s2 c2 n2 f2 b2 g2 m2 < <(series_counts /tmp/metrics.fleet)
+check fleet-series-counts "defaults: $s1 series ($c1 cgroups, $n1 processes, $g1 programs and users, $m1 meminfo lines, $f1 fields, $b1 bytes); fleet settings: $s2 series ($c2 cgroups, $n2 processes, $g2 programs and users, $m2 meminfo lines, $f2 fields, $b2 bytes)" \
+    '[ "$s1" = $((11 + m1 + (f1 + 1) * c1 + (f1 + 2) * n1 + (f1 + 1) * g1)) ] &&
+    [ "$s2" = $((11 + m2 + (f2 + 1) * c2 + (f2 + 2) * n2 + (f2 + 1) * g2)) ] && [ "$m1" -gt 10 ] &&
+    [ "$f2" = 5 ] && [ "$n2" = 10 ] && [ "$g2" -le 10 ] && [ "$s2" -lt "$s1" ] && no_mount /run/totmaps-fleet'
 problems=$(journalctl -b -u "$UNIT" ${fleet_cursor:+--after-cursor="$fleet_cursor"} --no-pager -q 2>/dev/null |
     grep -E ': (WARNING|ERROR|CRITICAL): |Traceback')
 check fleet-daemon-quiet "no warning from the daemon while serving the fleet path${problems:+: $problems}" '[ -z "$problems" ]'
@@ -255,7 +261,7 @@ result=$(prop "$TEXTFILE" Result)
 check textfile-other-dir-refused "TOTMAPSFS_TEXTFILE_DIR=$ALT alone: Result=$result, the journal names ReadWritePaths=$ALT" \
     '[ "$result" = exit-code ] && [ ! -e "$ALT/totmapsfs.prom" ] && unit_journal_has "$TEXTFILE" "ReadWritePaths=$ALT"'
 systemctl reset-failed "$TEXTFILE"
-# README's drop-in, plus a look at the sandbox from inside (the only place
+# The drop-in of docs/monitoring.md ("Into Prometheus: the textfile writer"), plus a look at the sandbox from inside (the only place
 # it may write is the textfile directory).
 mkdir -p /etc/systemd/system/$TEXTFILE.d
 cat >/etc/systemd/system/$TEXTFILE.d/alt.conf <<EOF

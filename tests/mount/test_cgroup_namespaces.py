@@ -23,7 +23,11 @@ from support.kernel import fields, read_rollup, settled
 from support.mounts import module_mount
 from support.namespaces import Agent, AgentError, Verdicts, answer, value
 from support.views import metrics
+from totmapsfs.engine import Engine
 from totmapsfs.harness import Mount, state, wait_for
+from totmapsfs.proc import Cgroup2
+from totmapsfs.tree import CGROUP_INODE, ROOT_INODE, Attr, Request, Tree
+from totmapsfs.views import Plan, Views
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +130,7 @@ def test_cgroup_root_is_the_callers_namespace_root(mount: Mount, cgns: CgroupNs)
     ours_root, ours_inner, ours_list = got
     expect.numbers(ours_root, before, "MOUNT/cgroup/totmaps inside the namespace, against the host's view of its root")
     expect.numbers(ours_inner, inner_after, "MOUNT/cgroup/inner/totmaps inside, against the host's <root>/inner")
-    expect.same(ours_list.get("ok", answer(ours_list)), [*children, "totmaps"], "ls MOUNT/cgroup inside the namespace")
+    expect.same(ours_list.get("ok", answer(ours_list)), [*children, "meminfo", "totmaps"], "ls MOUNT/cgroup inside")
     expect.done()
 
 
@@ -166,3 +170,22 @@ def test_metrics_cgroup_labels_are_the_callers_paths(mount: Mount, cgns: CgroupN
     expect.same(processes.get("/"), 3, 'totmapsfs_cgroup_processes{cgroup="/"} (the namespace root: 3 processes)')
     expect.same(processes.get("/inner"), 1, 'totmapsfs_cgroup_processes{cgroup="/inner"}')
     expect.done()
+
+
+def test_a_new_cgroup_namespace_is_found_off_the_event_loop(cgns: CgroupNs) -> None:
+    """The first request from a cgroup namespace has its root found by a thread's setns: in a worker thread.
+
+    The tree as the FUSE adapter drives it: what it answers at once runs on
+    the event loop, so for a namespace not met before it hands back a Plan
+    (for the meta pool) instead of waiting for the setns thread; once the
+    root is known, the same request is answered at once.
+    """
+    engine = Engine(max_age=0)
+    tree = Tree(engine, Views(engine, Cgroup2(engine.reader)))
+    request = Request(tid=cgns.agent.pid, uid=0, gid=0)
+    first = tree.lookup(ROOT_INODE, b"cgroup", request)
+    assert isinstance(first, Plan), f"the first lookup waited for the setns thread: {first}"
+    attr = first.run()
+    assert isinstance(attr, Attr) and attr.ino == CGROUP_INODE
+    assert tree.lookup(ROOT_INODE, b"cgroup", request) == attr  # known now: at once
+    assert tree.cgroup_top(request, wait=False) == cgns.root.rel

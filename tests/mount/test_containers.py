@@ -31,6 +31,7 @@ import pytest
 from support.figures import report
 from support.kernel import fields
 from support.namespaces import ROOTLESS_BASE, ROOTLESS_MAP, Agent, AgentError, Verdicts, answer, pid_names, value
+from support.pace import DAEMON_START
 from totmapsfs.harness import Mount
 
 
@@ -127,7 +128,8 @@ def test_a_container_reads_again_after_the_daemon_restarts(
         dead = k.one(*own)
         if answer(dead) != "ENOTCONN":  # the kernel's: a FUSE mount whose daemon died
             raise AgentError(f"set-up: after kill -9 the container's read answered {dead}, not ENOTCONN")
-        again = Mount(m.path, "--max-age", "0")  # it clears the stale mount itself, then mounts anew
+        # It clears the stale mount itself, then mounts anew.
+        again = Mount(m.path, "--max-age", "0", timeout=DAEMON_START)
         try:
             ready = time.monotonic() - killed
             polled: dict[str, Any] = k.send({"op": "poll", "step": own, "timeout": 10.0})
@@ -155,15 +157,46 @@ def test_a_container_reads_again_after_the_daemon_restarts(
 
 
 def test_without_slave_propagation_a_container_keeps_the_dead_mount(shared_parent: Path, mount_factory) -> None:
-    """The kernel's side of README's advice: a private bind keeps the killed daemon's mount, ENOTCONN, for ever."""
+    """The kernel's side of the advice in docs/deploying.md ("Giving a container the mount").
+
+    A private bind keeps the killed daemon's mount, ENOTCONN, for ever.
+    """
     m = mount_factory("--max-age", "0")
     with container(shared_parent, propagation="private") as (k, inside):
         own = ["read", str(inside / "self" / "totmaps")]
         os.kill(m.proc.pid, signal.SIGKILL)
         m.proc.wait(30)
-        again = Mount(m.path, "--max-age", "0")
+        again = Mount(m.path, "--max-age", "0", timeout=DAEMON_START)
         try:
             assert b"Pss:" in again.read("self")
             assert answer(k.one(*own)) == "ENOTCONN"
         finally:
             assert again.stop() == 0
+
+
+def test_a_container_sees_only_its_own_processes_in_every_group(shared_parent: Path, mount_factory) -> None:
+    """Programs, users and a tree count the container's processes only; its users as it numbers them."""
+    mount_factory("--max-age", "0")
+    with container(shared_parent) as (k, m):
+        w = k.workload("w", "--marker", "8", at_pid=300)
+        with k.stopped(w):
+            before, programs, users, names, tree, mine, after = k.run(
+                ["listdir", "/proc"],
+                ["read", str(m / "programs")],
+                ["read", str(m / "users")],
+                ["listdir", str(m / "user")],
+                ["read", str(m / "1" / "tree" / "processes")],
+                ["read", str(m / "user" / "0" / "totmaps")],
+                ["listdir", "/proc"],
+            )
+    kernel = pid_names(value(before)) & pid_names(value(after))
+    if kernel != {1, 300}:
+        raise AgentError(f"set-up: the container's /proc: {sorted(kernel)}")
+    rows = {
+        kind: [line.split() for line in value(text).splitlines()[1:]] for kind, text in (("p", programs), ("u", users))
+    }
+    assert sum(int(cells[0]) for cells in rows["p"]) == 2  # its init and its workload, whatever they run
+    assert [(cells[0], cells[-1]) for cells in rows["u"]] == [("2", "0")]  # uid 0 as the container numbers it
+    assert value(names) == ["0"]
+    assert value(tree) == "summed 2\ndenied 0\nleft_out 0\n"
+    assert fields(value(mine).encode())["Rss"] >= 8192

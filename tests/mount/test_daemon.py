@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from support.cli import assert_one_line_error, run_cli
+from support.pace import DAEMON_START, patience
 from totmapsfs.harness import PY, Mount
 from totmapsfs.service import mount_at
 
@@ -110,7 +111,7 @@ def test_sigterm_unmounts_and_exits_zero_with_reads_in_flight(mount_factory, wor
         t.join(10)
         assert not t.is_alive(), "a read hung past the daemon's stop"
     assert in_flight >= 1, "set-up: no read was in flight at SIGTERM"
-    assert took < 10 and not is_mounted(m.path)
+    assert took < patience(10) and not is_mounted(m.path)
     assert "empty" not in outcomes  # a read answers whole, or fails: never an empty file
     assert "Traceback" not in m.log_text()
 
@@ -129,7 +130,7 @@ def test_restart_after_kill_9_needs_no_manual_step(mount_factory, workdir: Path)
     with pytest.raises(OSError) as info:
         os.listdir(m.path)
     assert info.value.errno == errno.ENOTCONN  # the stale mount a killed daemon leaves
-    again = Mount(m.path)
+    again = Mount(m.path, timeout=DAEMON_START)
     try:
         assert b"Pss:" in again.read("self")
         assert "stale" in again.log_text()

@@ -13,20 +13,37 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
+import statistics
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.figures import report
 from support.kernel import fields, parked_thread, read_rollup, settled
 from support.namespaces import Agent, AgentError, Verdicts, answer, host_pid, pid_names, value
 from support.views import metrics
 from totmapsfs.harness import Mount, state, wait_for
+from totmapsfs.proc import FALLBACK_ENV
 
 MIB = 1024  # kB
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on the exact mount twice: as this kernel runs it, and as one without the nsfs pid ioctls.
+
+    Before 6.11 (Debian 12's 6.1) a caller's pid is found through /proc
+    (proc._pidns, its index): conftest's exact_mount, given "fallback", starts
+    the daemon with proc.FALLBACK_ENV, which makes it take that path here.
+    """
+    if "exact_mount" in metafunc.fixturenames:
+        metafunc.parametrize("exact_mount", ["ioctls", "fallback"], indirect=True, scope="module")
 
 
 @pytest.fixture
@@ -249,12 +266,13 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
     m, expect = exact_mount.path, Verdicts()
     w = pidns.workload("w", "--marker", "8", at_pid=300)
     with pidns.stopped(w):
-        before, summary, text, after, rollup = pidns.run(
+        before, summary, text, after, rollup, meminfo = pidns.run(
             ["listdir", "/proc"],
             ["read", str(m / "summary")],
             ["read", str(m / "metrics")],
             ["listdir", "/proc"],
             ["read", "/proc/300/smaps_rollup"],
+            ["read", str(m / "meminfo")],
         )
     ns_pids = pid_names(value(before)) | pid_names(value(after))
     rss = fields(value(rollup).encode())["Rss"]
@@ -272,7 +290,30 @@ def test_summary_and_metrics_name_the_namespaces_pids(exact_mount: Mount, pidns:
         metrics(value(text, "metrics"))
     )
     expect.that(not host_wide, f"metrics shows the host's walk counters to a container: {sorted(host_wide)}")
+    # meminfo's unread processes are the pass's own listing, translated while the caller's namespace was
+    # open: root in it reads all of its processes, so none is unread.
+    unread = re.search(r"^ *UnreadableRss: +(\d+) kB$", value(meminfo, "meminfo"), re.M)
+    expect.that(unread is not None and unread.group(1) == "0", f"meminfo in the namespace: {answer(meminfo)}")
     expect.done()
+
+
+def test_views_read_from_the_namespace_leave_no_fd_of_it_open(exact_mount: Mount, pidns: Agent) -> None:
+    """A view's plan translates through its own copy of the caller's pid namespace fd (Views.plan), closed once used.
+
+    Thirty whole-system reads from the namespace, then the daemon must hold
+    no fd of that namespace: a plan that kept its copy would hold thirty.
+    """
+    reads = [["read", str(exact_mount.path / name)] for name in ("summary", "totmaps", "metrics") for _ in range(10)]
+    failed = [answer(o) for o in pidns.run(*reads) if "ok" not in o]
+    assert not failed, f"reads from the namespace failed: {failed[:3]}"
+    held = []
+    for fd in os.listdir(f"/proc/{exact_mount.proc.pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{exact_mount.proc.pid}/fd/{fd}") == pidns.info["ns"]["pid"]:
+                held.append(fd)
+        except FileNotFoundError:
+            continue  # closed meanwhile
+    assert held == [], f"the daemon holds {len(held)} fds of the caller's pid namespace after its reads"
 
 
 # -- the daemon's own namespaces ----------------------------------------------------------------
@@ -311,3 +352,54 @@ def test_in_the_daemons_own_namespaces_names_are_the_hosts(exact_mount: Mount, p
     expect.that(inside in pid_names(os.listdir(m)), f"the host's ls MOUNT lacks {inside}, a pid namespace's init")
     expect.same(ours, kernel, f"MOUNT/{inside}/totmaps (a pid namespace's init) read from the host")
     expect.done()
+
+
+# -- a kernel without the nsfs ioctls: no scan of /proc on the event loop ------------
+
+
+def test_without_the_ioctls_a_scan_of_proc_never_stalls_other_readers(mount_factory, workloads, request) -> None:
+    """A container asking for pids the index does not know has /proc scanned: in a worker, not on the event loop.
+
+    The host is crowded (1,000 more processes) so that a scan takes tens of
+    ms; while the container keeps asking for pids that do not exist (a scan
+    each), a reader on the host reads a cached file: it must not wait behind
+    the scans, as every request did when they ran on the event loop.
+    """
+    mount = mount_factory("--max-age", "3600", env={FALLBACK_ENV: "1"})
+    crowd = subprocess.Popen(["sh", "-c", "for i in $(seq 1000); do sleep 600 & done; wait"], start_new_session=True)
+    agent = Agent("--unshare", "mount,pid", "--proc", label="pidns")  # after the mount, so it sees it
+    try:
+        small = workloads()
+        host_read = mount.file(small.pid)
+        host_read.read_bytes()  # cached from now on
+        wait_for(lambda: len(os.listdir("/proc")) > 1000, 30, "the crowd to start")
+        missing = [str(mount.path / str(4_000_000 + i)) for i in range(40)]
+        t0 = time.perf_counter()
+        outcomes = agent.run(*[["stat", p] for p in missing[:10]])
+        scan = (time.perf_counter() - t0) / 10
+        assert all(o.get("errno") == "ENOENT" for o in outcomes), outcomes
+        assert scan > 0.005, f"set-up: a scan of /proc took {scan * 1e3:.1f} ms, too little to tell a stall"
+        done = threading.Event()
+        scanning = threading.Thread(target=lambda: (agent.run(*[["stat", p] for p in missing]), done.set()))
+        scanning.start()
+        took: list[float] = []
+        while not done.is_set() and len(took) < 100_000:
+            t = time.perf_counter()
+            host_read.read_bytes()
+            took.append(time.perf_counter() - t)
+        scanning.join(60)
+    finally:
+        agent.close()
+        os.killpg(crowd.pid, signal.SIGKILL)
+        crowd.wait()
+    p50 = statistics.median(took)
+    report(
+        request,
+        "no scan on the event loop",
+        scan_ms=round(scan * 1e3, 1),
+        reads=len(took),
+        read_p50_ms=round(p50 * 1e3, 2),
+    )
+    assert len(took) > 40 and p50 < scan / 4, (
+        f"host reads waited {p50 * 1e3:.1f} ms (p50) beside {scan * 1e3:.1f} ms scans"
+    )

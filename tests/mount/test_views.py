@@ -108,7 +108,7 @@ def test_cgroup_totmaps_sums_its_members_and_descendants(mount: Mount, workloads
     cgroup.child("empty")
     assert sorted(cgroup.procs()) == sorted([outer.pid, *outer.children])
     here = mount.path / "cgroup" / cgroup.rel.lstrip("/")
-    assert sorted(os.listdir(here)) == ["empty", "inner", "totmaps"]
+    assert sorted(os.listdir(here)) == ["empty", "inner", "meminfo", "totmaps"]
     assert here.is_dir() and (here / "inner").is_dir() and (here / "totmaps").is_file()
 
     members = [outer.pid, *outer.children, inner_w.pid]

@@ -33,7 +33,20 @@ COUNTERS = (
     "views",
     "view_errors",
 )
-VIEW_NAMES = {"self", "thread-self", "totmaps", "summary", "metrics", "cgroup"}
+VIEW_NAMES = {
+    "self",
+    "thread-self",
+    "totmaps",
+    "summary",
+    "metrics",
+    "cgroup",
+    "programs",
+    "users",
+    "program",
+    "user",
+    "files",
+    "meminfo",
+}
 LINE = re.compile(rb"([^\s:]+):\s*(\d+) kB")
 
 

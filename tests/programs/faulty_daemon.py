@@ -21,7 +21,7 @@ from totmapsfs.views import Plan, Views
 
 
 class FaultyTree(Tree):
-    def lookup(self, parent: int, name: bytes, request: Request) -> Attr:
+    def lookup(self, parent: int, name: bytes, request: Request) -> Attr | Plan[Attr, Attr]:
         if name == b"4194000":
             raise RuntimeError("planted bug in lookup")
         return super().lookup(parent, name, request)

@@ -23,6 +23,9 @@ Every input is checked (check()):
   input describes (tests/support/adversarial.py: dict subclasses, mappings
   that are not dicts, names of odd types and lengths, values whose __index__
   changes the mapping, raises, or returns huge, negative or odd results).
+* parse_smaps_mappings (C) and totmapsfs.parser._mappings.parse_smaps_mappings
+  (the reference of MOUNT/files) agree the same way, on bytes and on the
+  exact-size copy.
 
 Coverage guidance: atheris instruments the bytecode of totmapsfs.parser._reference,
 totmapsfs.parser._format and this module (branches, comparisons, and its regex hook
@@ -54,6 +57,7 @@ from support.adversarial import format_outcome, mapping
 
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
 FormatFn = Callable[[Any], bytes]
+MappingsFn = Callable[[bytes | bytearray | memoryview], dict[str, dict[str, int]]]
 Outcome = tuple[str, object, object]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -70,16 +74,23 @@ class Parsers:
     """The implementations under test, imported once (instrumented when fuzzing)."""
 
     def __init__(
-        self, c_parse: ParseFn, py_parse: ParseFn, c_format: FormatFn, reference: ModuleType, formatter: ModuleType
+        self,
+        c_parse: ParseFn,
+        py_parse: ParseFn,
+        c_format: FormatFn,
+        reference: ModuleType,
+        formatter: ModuleType,
+        mappings: tuple[MappingsFn, MappingsFn],
     ) -> None:
         self.c_parse = c_parse
         self.py_parse = py_parse
+        self.c_mappings, self.py_mappings = mappings
         self.errors = (OverflowError, reference.SmapsParseError)
         self.c_format = c_format
         self.format_totmaps = formatter.format_totmaps
 
 
-def outcome(parse: ParseFn, data: bytes | memoryview, errors: tuple[type[BaseException], ...]) -> Outcome:
+def outcome(parse: ParseFn | MappingsFn, data: bytes | memoryview, errors: tuple[type[BaseException], ...]) -> Outcome:
     """("ok", ordered items, None) or ("raise", class, message); other exceptions propagate."""
     try:
         result = parse(data)
@@ -87,10 +98,11 @@ def outcome(parse: ParseFn, data: bytes | memoryview, errors: tuple[type[BaseExc
         return ("raise", type(exc), str(exc))
     if type(result) is not dict:
         raise Mismatch(f"{parse!r} returned {type(result).__name__}, not dict")
-    return ("ok", list(result.items()), None)
+    items = [(k, list(v.items())) if type(v) is dict else (k, v) for k, v in result.items()]
+    return ("ok", items, None)
 
 
-def exact_size_outcome(parsers: Parsers, data: bytes) -> Outcome:
+def exact_size_outcome(parsers: Parsers, data: bytes, parse: ParseFn | MappingsFn | None = None) -> Outcome:
     """The C parser's outcome on a malloc()ed copy of *data* that ends exactly where the data does."""
     size = len(data)
     address = _libc.malloc(size or 1)
@@ -101,7 +113,7 @@ def exact_size_outcome(parsers: Parsers, data: bytes) -> Outcome:
         # from_address wraps the block without copying it: the parser reads malloc's block itself.
         view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
         try:
-            return outcome(parsers.c_parse, view, parsers.errors)
+            return outcome(parse or parsers.c_parse, view, parsers.errors)
         finally:
             view.release()
     finally:
@@ -129,6 +141,12 @@ def check(parsers: Parsers, data: bytes) -> None:
             again = outcome(parse, text, parsers.errors)
             if again != c:
                 raise Mismatch(f"format_totmaps round trip gave {again!r}, not {c!r}, for {text[:200]!r}")
+    c = outcome(parsers.c_mappings, data, parsers.errors)
+    py = outcome(parsers.py_mappings, data, parsers.errors)
+    if c != py:
+        raise Mismatch(f"mappings: C {c!r} != Python {py!r} on {_describe(data)}")
+    if exact_size_outcome(parsers, data, parsers.c_mappings) != c:
+        raise Mismatch(f"mappings: C on an exact-size buffer differs on {_describe(data)}")
     check_format(parsers, data)
 
 
@@ -166,16 +184,18 @@ def _sabotaged_format(fmt: FormatFn) -> FormatFn:
 
 def load_parsers() -> Parsers:
     """Import both implementations; TOTMAPSFS_FUZZ_SABOTAGE=1 (or =format) plants a test bug."""
-    from totmapsfs.parser import _format, _reference
+    from totmapsfs.parser import _format, _mappings, _reference
     from totmapsfs.parser._speedups import format_totmaps as c_format
     from totmapsfs.parser._speedups import parse_smaps as c_parse  # ImportError: no C parser to fuzz
+    from totmapsfs.parser._speedups import parse_smaps_mappings as c_mappings
 
     sabotage = os.environ.get("TOTMAPSFS_FUZZ_SABOTAGE")
     if sabotage == "1":
         c_parse = _sabotaged(c_parse)
     elif sabotage == "format":
         c_format = _sabotaged_format(c_format)
-    return Parsers(c_parse, _reference.parse_smaps, c_format, _reference, _format)
+    mappings = (c_mappings, _mappings.parse_smaps_mappings)
+    return Parsers(c_parse, _reference.parse_smaps, c_format, _reference, _format, mappings)
 
 
 def _inputs(paths: list[str]) -> Iterator[Path]:
@@ -219,7 +239,9 @@ def fuzz(argv: list[str]) -> None:
     # Only modules imported inside this block are instrumented, so totmapsfs
     # must not have been imported yet (this module imports it nowhere else).
     assert "totmapsfs" not in sys.modules
-    with atheris.instrument_imports(include=["totmapsfs.parser._reference", "totmapsfs.parser._format"]):
+    with atheris.instrument_imports(
+        include=["totmapsfs.parser._reference", "totmapsfs.parser._format", "totmapsfs.parser._mappings"]
+    ):
         parsers = load_parsers()
     atheris.instrument_func(check)
     atheris.instrument_func(outcome)

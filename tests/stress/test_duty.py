@@ -18,13 +18,24 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from support.figures import report
+from support.pace import EMULATED
 from support.views import metrics
 from totmapsfs.engine import DEFAULT_DUTY
 from totmapsfs.harness import Mount, Workload
 
 BIG = "1536"  # MiB: a walk of 5-15 ms on this machine
 POLL = 3.0  # seconds of back-to-back reads
+# The shares below hold where a read through the mount costs little beside one
+# walk of the target. Emulated (QEMU's TCG, tests/vm/run) it is the other way
+# round: on 6.1 a read's p50 was 67 ms with --duty 1 against a 5 ms walk, six
+# readers waited 190-250 ms for an 18 ms one, so what they measure is the
+# emulated daemon's own cost. The freshness test below is not a share: it runs.
+SHARES = pytest.mark.skipif(
+    EMULATED, reason="emulated CPU: a read through the mount costs more than the walk it shares out (67 ms vs 5 ms)"
+)
 
 
 def walk_seconds(pid: int, times: int = 9) -> float:
@@ -52,6 +63,7 @@ def busy(workloads, mib: str = BIG) -> Workload:
     return workloads("--private", mib, "--busy", "1")
 
 
+@SHARES
 def test_a_busy_process_is_walked_for_the_duty_and_readers_do_not_wait(mount_factory, workloads, request) -> None:
     big = busy(workloads)
     w = walk_seconds(big.pid)
@@ -78,6 +90,7 @@ def test_a_busy_process_is_walked_for_the_duty_and_readers_do_not_wait(mount_fac
     assert p50 < w / 5, f"readers waited {p50 * 1e3:.2f} ms (p50) for a {w * 1e3:.1f} ms walk"
 
 
+@SHARES
 def test_many_readers_share_the_duty(mount_factory, workloads, request) -> None:
     big = busy(workloads)
     w = walk_seconds(big.pid)
@@ -153,6 +166,7 @@ def view_walking(mount: Mount, seconds: float) -> tuple[float, int, int, dict[in
     return last[0] - first[0], reads, int(last[1] - first[1]), last[2]
 
 
+@SHARES
 def test_the_views_walk_budget_degrades_to_older_answers(mount_factory, workloads, request) -> None:
     bigs = [busy(workloads, "1024") for _ in range(3)]
     w = sum(walk_seconds(b.pid, 5) for b in bigs)

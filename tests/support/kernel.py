@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -92,3 +93,51 @@ def parked_thread() -> Iterator[int]:
     finally:
         stop.set()
         thread.join()
+
+
+def held(
+    parts: Callable[[], P], whole: Callable[[], W], still: Callable[[W], object] = lambda w: w, attempts: int = 200
+) -> tuple[P, W]:
+    """(parts, whole) read as parts, whole, parts, whole, parts until the parts and the two wholes held still.
+
+    ``settled``, made stricter: other suites' processes come and go
+    meanwhile, and every process that maps libc moves the Pss_File of every
+    other one that does, stopped or not; a change and its undoing between two
+    readings of the parts must not pass for stillness, so the whole is read
+    twice and must agree with itself (``still``: the part of it that must).
+    """
+    for _ in range(attempts):
+        before, first = parts(), whole()
+        middle, second = parts(), whole()
+        if before == middle == parts() and still(first) == still(second):
+            return before, first
+    pytest.fail(f"the processes' numbers never held still across {attempts} attempts")
+
+
+def bracketed(
+    ours: Callable[[], P],
+    theirs: Callable[[], W],
+    what: str,
+    agree: Callable[[W, W], bool] = operator.eq,
+    attempts: int = 5,
+) -> tuple[P, W]:
+    """(ours, theirs) from a stillness window: ours, the tool, ours, the tool again, ours.
+
+    A tool that reads /proc (ps_mem, smem) sees Pss that every process mapping
+    the same libraries moves: ~0.5% of a small workload's, ±1% under load. So
+    it is compared with ours only from a window in which nothing moved: our
+    three readings the same (nothing came or went across it) and the tool's
+    two answers in ``agree``ment (nothing lived and died within one run; a
+    tool's own process varies its answer by a few kB from run to run). Up to
+    ``attempts`` windows; the failure lists every one.
+    """
+    seen = []
+    for _ in range(attempts):
+        first, tool = ours(), theirs()
+        middle, tool_again = ours(), theirs()
+        last = ours()
+        if first == middle == last and agree(tool, tool_again):
+            return first, tool
+        seen.append(f"ours {first}, {middle}, {last}; theirs {tool}, {tool_again}")
+        print(f"{what}: something moved while the tool ran ({seen[-1]}), tried again")
+    pytest.fail(f"{what}: something moved while the tool ran, in all {attempts} attempts: " + " | ".join(seen))

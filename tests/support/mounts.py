@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from support.pace import DAEMON_START
 from totmapsfs.harness import Mount
 
 
@@ -19,14 +20,14 @@ def daemon_problems(mount: Mount) -> list[str]:
     ]
 
 
-def module_mount(*args: str) -> Iterator[Mount]:
-    """A module-scoped fixture's body: a daemon run with ``args`` in a directory every user can traverse.
+def module_mount(*args: str, env: dict[str, str] | None = None) -> Iterator[Mount]:
+    """A module-scoped fixture's body: a daemon run with ``args`` (and ``env``) in a directory every user can traverse.
 
     Stopped at the end, cleanly and with nothing wrong in its log.
     """
     d = Path(tempfile.mkdtemp(prefix="totmapsfs-test-"))
     d.chmod(0o755)
-    m = Mount(d / "mnt", *args)
+    m = Mount(d / "mnt", *args, env=env, timeout=DAEMON_START)
     yield m
     assert m.stop() == 0
     assert daemon_problems(m) == []

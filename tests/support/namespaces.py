@@ -34,6 +34,7 @@ from totmapsfs.harness import PY, WORKLOAD_SCRIPT, wait_for
 
 from . import PROGRAMS
 from .kernel import fields
+from .pace import patience
 
 NSAGENT = PROGRAMS / "nsagent.py"
 
@@ -69,7 +70,7 @@ def _everyone_may_run(path: str) -> bool:
 # The rootless runtimes' mapping (podman, rootless docker): ids 0-65535 inside are 100000-165535 outside.
 ROOTLESS_BASE = 100000
 ROOTLESS_MAP = f"0 {ROOTLESS_BASE} 65536\n"
-TIMEOUT = 90.0
+TIMEOUT = patience(90.0)
 
 
 class AgentError(AssertionError):

@@ -6,7 +6,7 @@ import mmap
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import pytest
 
@@ -37,12 +37,17 @@ def impl(request: pytest.FixtureRequest) -> Impl:
         return Impl("python", _reference.parse_smaps, _format.format_totmaps)
     parse = _c_parse()
     if parse is None:
-        if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
-            pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
-        pytest.skip("totmapsfs.parser._speedups is not built")
+        missing_c()
     from totmapsfs.parser._speedups import format_totmaps
 
     return Impl("c", parse, format_totmaps)
+
+
+def missing_c() -> NoReturn:
+    """The C parser does not import: a failure under TOTMAPSFS_REQUIRE_C=1 (CI), else a skip."""
+    if os.environ.get("TOTMAPSFS_REQUIRE_C") == "1":
+        pytest.fail("TOTMAPSFS_REQUIRE_C=1 but totmapsfs.parser._speedups does not import")
+    pytest.skip("totmapsfs.parser._speedups is not built")
 
 
 # --- an independent oracle: the rule written line by line, without regexes ---
@@ -69,20 +74,27 @@ def oracle_line(line: bytes) -> tuple[str, int] | None:
 
 def oracle(data: bytes) -> dict[str, int]:
     totals: dict[str, int] = {}
+    names: set[str] = set()
     for lineno, line in enumerate(data.split(b"\n"), 1):
         field = oracle_line(line)
         if field is None:
             continue
-        name, value = field
-        if value > U64_MAX:
-            raise OverflowError(f"line {lineno}: {name} value exceeds 2**64-1")
-        if name not in totals and len(totals) == 256:
-            raise SmapsParseError("too many distinct fields (> 256)")
-        total = totals.get(name, 0) + value
-        if total > U64_MAX:
-            raise OverflowError(f"line {lineno}: sum of {name} exceeds 2**64-1")
-        totals[name] = total
+        oracle_add(totals, names, field, lineno)
     return totals
+
+
+def oracle_add(totals: dict[str, int], names: set[str], field: tuple[str, int], lineno: int) -> None:
+    """Add one field line to ``totals``, ``names`` being every name met so far: the rule's checks, in its order."""
+    name, value = field
+    if value > U64_MAX:
+        raise OverflowError(f"line {lineno}: {name} value exceeds 2**64-1")
+    if name not in names and len(names) == 256:
+        raise SmapsParseError("too many distinct fields (> 256)")
+    names.add(name)
+    total = totals.get(name, 0) + value
+    if total > U64_MAX:
+        raise OverflowError(f"line {lineno}: sum of {name} exceeds 2**64-1")
+    totals[name] = total
 
 
 def outcome(parse: Callable[[Any], dict[str, int]], data: bytes | memoryview) -> object:

@@ -53,6 +53,17 @@ def at(text: str, bindir: Path | str) -> str:
     return re.sub(r"^ExecStart=(totmapsfs(?:-textfile)?)(?=\s|$)", rf"ExecStart={bindir}/\1", text, flags=re.M)
 
 
+def verify_at(units: dict[str, str], bindir: Path | str, into: Path) -> dict[str, str]:
+    """Each unit's text (by file name) written into ``into`` with its commands in ``bindir`` (``at``), then verified.
+
+    All are written before any is verified: verify wants the units a unit's
+    Requires= names beside it. Returns what verify said of each, by name.
+    """
+    for name, text in units.items():
+        (into / name).write_text(at(text, bindir))
+    return {name: verify(into / name) for name in units}
+
+
 def stub_commands(bindir: Path) -> Path:
     """Stand-ins for the two commands in ``bindir``."""
     bindir.mkdir(parents=True, exist_ok=True)

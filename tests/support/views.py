@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from totmapsfs.views import MetricsOptions, Snapshot, families
 
 COUNTERS = {"totmapsfs_walks", "totmapsfs_walk_seconds", "totmapsfs_held_answers"}
+COUNTERS |= {"totmapsfs_file_walks", "totmapsfs_file_walk_seconds", "totmapsfs_file_not_due"}
 
 
 def metrics(text: str) -> dict[str, list]:

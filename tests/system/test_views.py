@@ -60,7 +60,7 @@ def test_tree_cgroup_directories(cgroup: Cgroup) -> None:
     child = tree.lookup(node.ino, b"inner", me)
     assert child.is_dir and tree.getattr(child.ino, me) == child
     names = [n for n, _ in tree.listdir(node.ino, me)]
-    assert names == [b".", b"..", b"totmaps", b"inner"]
+    assert names == [b".", b"..", b"totmaps", b"inner", b"meminfo"]
     assert read_file(tree, tree.lookup(child.ino, b"totmaps", me).ino, me).startswith(b"Rss:")
     for bad in (b"..", b".", b"a/b", b"totmaps/x"):
         with pytest.raises(NoSuchEntry):

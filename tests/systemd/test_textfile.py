@@ -23,12 +23,11 @@ from support.units import (
     TEXTFILE_TIMER,
     TEXTFILE_UNIT,
     UNIT,
-    at,
     exposure,
     run,
     stub_commands,
     unit_settings,
-    verify,
+    verify_at,
 )
 
 NAME = "totmapsfs.prom"
@@ -46,12 +45,9 @@ def settings_of(unit: Path) -> dict[tuple[str, str], list[str]]:
 
 
 def test_textfile_units_verify(tmp_path):
-    # verify wants ExecStart's program and the units named by Requires=.
-    bindir = stub_commands(tmp_path / "bin")
-    for unit in (UNIT, TEXTFILE_UNIT, TEXTFILE_TIMER):
-        (tmp_path / unit.name).write_text(at(unit.read_text(), bindir))
-    for unit in (TEXTFILE_UNIT, TEXTFILE_TIMER):
-        assert verify(tmp_path / unit.name) == "", unit.name
+    # verify wants ExecStart's program and the units named by Requires= (the daemon's).
+    texts = {unit.name: unit.read_text() for unit in (UNIT, TEXTFILE_UNIT, TEXTFILE_TIMER)}
+    assert verify_at(texts, stub_commands(tmp_path / "bin"), tmp_path) == dict.fromkeys(texts, "")
 
 
 def test_textfile_unit_settings():

@@ -23,12 +23,11 @@ from support.units import (
     TEXTFILE_TIMER,
     TEXTFILE_UNIT,
     UNIT,
-    at,
     exposure,
     run,
     stub_commands,
     unit_settings,
-    verify,
+    verify_at,
 )
 
 # Every setting that makes systemd unshare the service's mount namespace
@@ -85,9 +84,7 @@ MOUNT_NAMESPACE_SETTINGS = {
 
 def test_unit_verifies(tmp_path):
     # verify insists that ExecStart's binary exists: point it at a stand-in.
-    copy = tmp_path / "totmapsfs.service"
-    copy.write_text(at(UNIT.read_text(), stub_commands(tmp_path / "bin")))
-    assert verify(copy) == ""
+    assert verify_at({UNIT.name: UNIT.read_text()}, stub_commands(tmp_path / "bin"), tmp_path) == {UNIT.name: ""}
 
 
 def test_unit_has_no_mount_namespace_settings():
@@ -191,11 +188,9 @@ def test_install_layout(stage):
 
 def test_installed_unit_verifies(stage, tmp_path):
     # The real installed commands, at their staged paths.
-    for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
-        text = (stage / "etc/systemd/system" / name).read_text()
-        (tmp_path / name).write_text(at(text, f"{stage}{PREFIX}/bin"))
-    for name in ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer"):
-        assert verify(tmp_path / name) == "", name
+    names = ("totmapsfs.service", "totmapsfs-textfile.service", "totmapsfs-textfile.timer")
+    texts = {name: (stage / "etc/systemd/system" / name).read_text() for name in names}
+    assert verify_at(texts, f"{stage}{PREFIX}/bin", tmp_path) == dict.fromkeys(names, "")
 
 
 def test_uninstall(stage, tmp_path):

@@ -83,7 +83,7 @@ def caller(ids: int = 1000, ns: int = 1, eff: int = 0, tgid: int = 10, **kw: boo
 
 USER = caller()
 CASES = [
-    # (caller, target status, target, allowed): the kernel's answer, from the table in README
+    # (caller, target status, target, allowed): the kernel's answer, by the steps of docs/access.md ("The rule")
     (USER, status(), FakeTarget(1), True),  # own process, dumpable
     (USER, status(), FakeTarget(1, (0, 0)), False),  # own, not dumpable (owned by root)
     (USER, status(mm=b""), FakeTarget(1, (0, 0)), True),  # own zombie: no mm, no check

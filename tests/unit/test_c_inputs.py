@@ -139,6 +139,7 @@ def _calls(procfd: int) -> Iterator[tuple[str, Callable[..., object], tuple[obje
     fds = [procfd, *odd]
     for arg in [*odd, b"x" * 100_000, b"Rss: 1 kB\n" * 10_000]:
         yield "parse_smaps", parser_c.parse_smaps, (arg,)
+        yield "parse_smaps_mappings", parser_c.parse_smaps_mappings, (arg,)
         yield "parse_stat", proc_c.parse_stat, (arg,)
         yield "parse_status", proc_c.parse_status, (arg,)
         yield "format_totmaps", parser_c.format_totmaps, (arg,)
@@ -236,6 +237,7 @@ ODD = st.one_of(
 ).filter(_not_an_open_fd)
 C_FUNCTIONS: list[Callable[..., object]] = [
     parser_c.parse_smaps,
+    parser_c.parse_smaps_mappings,
     parser_c.format_totmaps,
     proc_c.parse_stat,
     proc_c.parse_status,

@@ -1,8 +1,9 @@
-"""Every entry point of the proc reader's C half, and format_totmaps, repeated: no reference, memory or fd leaks.
+"""Every entry point of the proc reader's C half, format_totmaps and parse_smaps_mappings, repeated: no leaks.
 
 The pattern of test_parser_c.test_no_reference_or_memory_leaks (which covers
 parse_smaps): warm up, then 3,000 calls, each returning or raising as
-expected; the reference counts of the arguments do not move, tracemalloc's
+expected; the reference counts of the arguments and of the exception class
+raised do not move, tracemalloc's
 traced memory does not grow (Python's allocators), and neither do glibc's
 in-use bytes (mallinfo2: the proc reader's malloc'ed read buffers) nor the
 process's open descriptors.
@@ -23,10 +24,11 @@ from typing import Any
 import pytest
 
 from support.adversarial import AddGivesWide, ItemsOnly
+from totmapsfs.parser import SmapsParseError
 from totmapsfs.parser import _speedups as parser_c
 from totmapsfs.proc import _speedups as proc_c
 
-CALLS = 3_000  # 28 entry points and cases: 10,000 each took 25 s of the unit tier
+CALLS = 3_000  # 35 entry points and cases: 10,000 each took 25 s of the unit tier
 SELF = Path(f"/proc/{os.getpid()}")
 
 
@@ -102,6 +104,9 @@ def _cases(procfd: int, selffd: int, fake_root: int, no_stat: int) -> dict[str, 
     stat, status = (SELF / "stat").read_bytes(), (SELF / "status").read_bytes()
     rollup = {"Rss": 300, "Pss": 160, "Shared_Clean": 296, "Locked": 2**64 - 1}
     flips = Flips()
+    smaps = (SELF / "smaps").read_bytes()  # keys, slots and arenas that grow
+    head = b"0040-0045 r-xp 0000 08:02 1 /a\n"
+    mappings = parser_c.parse_smaps_mappings
     return {
         "read_at": (proc_c.read_at, (procfd, "self/status"), None),
         "read_at big": (proc_c.read_at, (fake_root, "big"), None),
@@ -132,6 +137,16 @@ def _cases(procfd: int, selffd: int, fake_root: int, no_stat: int) -> dict[str, 
         "format_totmaps not ascii": (parser_c.format_totmaps, ({"Rs\u015b": 1, "Pss": 1},), UnicodeEncodeError),
         "format_totmaps mutated": (parser_c.format_totmaps, (flips.fields,), RuntimeError),
         "format_totmaps bad item": (parser_c.format_totmaps, (ItemsOnly([("Rss", 1, 2)]),), ValueError),
+        "parse_smaps_mappings": (mappings, (smaps,), None),
+        "parse_smaps_mappings value": (mappings, (head + b"Rss: 99999999999999999999 kB",), OverflowError),
+        "parse_smaps_mappings sum": (mappings, (head + b"Rss: 18446744073709551615 kB\nRss: 1 kB",), OverflowError),
+        "parse_smaps_mappings fields": (
+            mappings,
+            (head + b"".join(b"F%d: 1 kB\n" % i for i in range(257)),),
+            SmapsParseError,
+        ),
+        "parse_smaps_mappings str": (mappings, ("text",), TypeError),
+        "parse_smaps_mappings strided": (mappings, (memoryview(smaps)[::2],), BufferError),
     }
 
 
@@ -178,7 +193,7 @@ def _no_leaks(fn: Callable[..., Any], args: tuple[Any, ...], error: type[BaseExc
     for _ in range(100):  # warm up caches, interned strings and small-int objects
         _call(fn, args, error)
     gc.collect()
-    held = _held(args)
+    held = _held(args) + ([] if error is None else [error])  # raise_too_many looks its class up, each call
     refs = [sys.getrefcount(obj) for obj in held]
     total = getattr(sys, "gettotalrefcount", lambda: 0)()  # a debug build counts every reference
     fds = _open_fds()

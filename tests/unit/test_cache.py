@@ -151,14 +151,28 @@ def test_a_process_walked_recently_is_held_until_its_duty_allows() -> None:
     assert cache.get_or_compute((1, 1), "s2", compute) == "answer3" and len(calls) == 3
 
 
-def test_short_walks_and_duty_one_are_never_held() -> None:
-    for duty, seconds in ((0.05, 0.0005), (1.0, 0.5)):
+def test_light_targets_and_duty_one_are_never_held_however_slow_the_walk() -> None:
+    """A light target's answer is never held, however long its walk took (a slow or emulated machine), below heavy."""
+    for duty, seconds, light in ((0.05, 0.5, True), (1.0, 0.5, False), (0.05, 0.0005, True)):
         clock = Clock()
-        cache: Cache[object] = Cache(0, duty=duty, clock=clock)
+        cache: Cache[object] = Cache(0, duty=duty, clock=clock, heavy=1.0)
         compute, calls = walking(clock, seconds)
         for sig in ("a", "b", "c"):
-            cache.get_or_compute((1, 1), sig, compute)
+            cache.get_or_compute((1, 1), sig, compute, light=light)
         assert (len(calls), cache.counters.held_not_due, len(cache)) == (3, 0, 0), (duty, seconds)
+
+
+def test_a_heavy_target_is_held_however_short_its_walk_and_a_light_one_past_heavy() -> None:
+    for seconds, light in ((0.0001, False), (1.0, True)):
+        clock = Clock()
+        cache: Cache[object] = Cache(0, duty=0.05, clock=clock, heavy=1.0)
+        compute, calls = walking(clock, seconds)
+        cache.get_or_compute((1, 1), "a", compute, light=light)
+        clock.now += seconds  # half way to its next turn (a walk of w is due w / 0.05 after it began)
+        assert cache.get_or_compute((1, 1), "b", compute, light=light) == "answer1"
+        assert (len(calls), cache.counters.held_not_due) == (1, 1), (seconds, light)
+        clock.now += 20 * seconds
+        assert cache.get_or_compute((1, 1), "b", compute, light=light) == "answer2"
 
 
 def test_a_reader_never_waits_behind_a_walk_that_has_an_answer_before_it() -> None:

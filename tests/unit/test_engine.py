@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -11,9 +16,9 @@ import pytest
 import totmapsfs
 from support.fakeproc import FakeProc
 from support.kernel import fields, read_rollup
-from totmapsfs.engine import Engine, SourceUnavailable
+from totmapsfs.engine import HEAVY_FACTOR, Engine, SourceUnavailable
 from totmapsfs.errors import NoSuchProcess
-from totmapsfs.proc import ProcReader
+from totmapsfs.proc import BufferPool, ProcReader
 
 
 class Clock:
@@ -66,6 +71,43 @@ def test_immediate_miss_when_the_process_touches_memory(workloads, clock: Clock)
     assert after["Anonymous"] >= before["Anonymous"] + 256
     with w.stopped():
         assert engine.totmaps(w.pid).fields == read_rollup(w.pid)
+
+
+class SlowClock(Clock):
+    """Every reading is ``step`` later than the last: each walk looks as long as a slow (emulated) machine's."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_light_process_is_fresh_on_every_read_however_slow_the_walk(workloads) -> None:
+    w = workloads()  # ~80 kB of page tables: light
+    clock = SlowClock(0.05)  # every walk "takes" 100 ms: past any CPU-time exemption there was (1 ms)
+    engine = Engine(max_age=3600, duty=0.05, clock=clock)
+    first = engine.totmaps(w.pid)
+    assert engine.cache.heavy == pytest.approx(HEAVY_FACTOR * 0.05, rel=1)  # our own walk, on the same clock
+    for round in range(3):
+        before = engine.totmaps(w.pid).fields if round else first.fields
+        w.touch(64)
+        after = engine.totmaps(w.pid).fields
+        assert after["Anonymous"] >= before["Anonymous"] + 256, f"round {round}: a held answer"
+    assert engine.counters.held_not_due == 0
+
+
+def test_a_big_process_is_held_for_the_duty_however_fast_the_walk(workloads) -> None:
+    w = workloads("--private", "256")  # ~600 kB of page tables: not light
+    clock = SlowClock(0.0002)  # a walk looks 0.4 ms long (once exempt, under 1 ms): due again 8 ms after it began
+    engine = Engine(max_age=3600, duty=0.05, clock=clock)
+    first = engine.totmaps(w.pid)
+    w.touch(64)
+    assert engine.totmaps(w.pid) is first and engine.counters.held_not_due == 1
+    clock.now += 1
+    assert engine.totmaps(w.pid).fields["Anonymous"] >= first.fields["Anonymous"] + 256
 
 
 def test_max_age_zero_never_caches(workloads, clock: Clock) -> None:
@@ -171,3 +213,65 @@ def test_rollup_source_refused_without_rollup(old_kernel_proc) -> None:
     root, _, _ = old_kernel_proc
     with pytest.raises(SourceUnavailable, match="smaps_rollup"):
         Engine(ProcReader(str(root)), "rollup")
+
+
+@pytest.mark.parametrize("buffer", [64, 333, 4096, 1 << 20])
+def test_smaps_parsed_run_by_run_sums_as_the_whole_text(old_kernel_proc, buffer: int) -> None:
+    """Process.memory_lines hands the parser runs of whole lines: any buffer size, a line longer than it."""
+    root, pid, _ = old_kernel_proc
+    smaps = Path(root, str(pid), "smaps")
+    long_header = b"7f0000000000-7f0000001000 r--p 00000000 00:00 0    /" + b"x" * 700 + b"\n"
+    smaps.write_bytes(long_header + smaps.read_bytes() + long_header + b"Rss:  5 kB")  # the last line unended
+    reader = ProcReader(str(root))
+    reader.buffers = BufferPool(initial=buffer)
+    assert Engine(reader, "smaps", max_age=0).totmaps(pid).fields == totmapsfs.parse_smaps(smaps.read_bytes())
+
+
+# A process with small page tables but very many mappings (none of them
+# touched): light by its page tables, but a walk of it is long.
+MANY_EMPTY_MAPPINGS = """
+import ctypes, mmap, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+n, page = int(sys.argv[1]), mmap.PAGESIZE
+spare = mmap.mmap(-1, 64 * page)
+base = libc.mmap(None, 2 * n * page, 0, 0x22, -1, 0)  # PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS
+for i in range(n):  # every other page readable: 2n mappings the kernel cannot merge (max_map_count: 65530)
+    libc.mmap(base + 2 * i * page, page, 1, 0x32, -1, 0)  # PROT_READ, ...|MAP_FIXED
+touched = iter(range(64))
+signal.signal(signal.SIGUSR1, lambda *_: spare.__setitem__(next(touched) * page, 1))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_light_process_whose_walk_is_long_is_held_all_the_same(workloads) -> None:
+    """Small page tables, 60,000 mappings: its walk is far more than HEAVY_FACTOR of a small process's: held.
+
+    The reference is a small Python process, as the daemon is (this test
+    process, which the engine would walk by default, is much bigger).
+    """
+    small = workloads()
+    p = subprocess.Popen(
+        [sys.executable, "-c", MANY_EMPTY_MAPPINGS, "30000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+        engine = Engine(max_age=3600, duty=0.05, reference=small.pid)
+        with engine.reader.open(p.pid) as proc:
+            assert engine.check(proc).light, "set-up: its page tables should be small"
+        first = engine.totmaps(p.pid)
+        assert first.walk * 1e3 > 0 and engine.cache.heavy < math.inf
+        assert first.walk >= engine.cache.heavy, (
+            f"a {first.walk * 1e3:.1f} ms walk not heavy, heavy from {engine.cache.heavy * 1e3:.1f} ms"
+        )
+        os.kill(p.pid, signal.SIGUSR1)  # it touches a page: its memory generation moves
+        deadline = time.monotonic() + 10
+        while engine.counters.held_not_due == 0 and engine.counters.misses == 1:
+            assert time.monotonic() < deadline, "it never changed"
+            assert engine.totmaps(p.pid) is first
+        assert engine.counters.held_not_due >= 1 and engine.counters.misses == 1
+    finally:
+        p.kill()
+        p.communicate()

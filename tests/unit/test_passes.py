@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import threading
 from collections.abc import Callable
 
@@ -17,7 +18,7 @@ from totmapsfs.engine import Engine
 from totmapsfs.errors import SourceError
 from totmapsfs.fuse import Pool
 from totmapsfs.proc import Cgroup2, ProcReader
-from totmapsfs.views import Plan, Snapshot, Views, _views
+from totmapsfs.views import Plan, Snapshot, Views, _views, program_name
 
 
 def in_threads(plan: Plan[Snapshot, Snapshot], ran_in: set[int]) -> Snapshot:
@@ -111,3 +112,20 @@ def test_an_unparseable_status_leaves_out_its_process_only(tmp_path, workloads) 
     engine = Engine(ProcReader(str(fake.root)), max_age=0)
     snap = snapshot(Views(engine, Cgroup2(engine.reader)), None)
     assert {r.pid for r in snap} == {like.pid} and snap.left_out == 1
+
+
+@pytest.mark.expect_warnings  # "views leave out process ...": the planted exe
+def test_an_exe_that_fails_otherwise_than_gone_leaves_out_its_process_only(tmp_path, workloads) -> None:
+    """A missing exe (ENOENT) is named by comm; readlink failing otherwise (EINVAL) is left out and counted."""
+    like = workloads()
+    fake = FakeProc(tmp_path / "proc")
+    fake.real(like.pid)
+    missing, broken = 999_998, 999_999
+    fake.plant(missing, like.pid)
+    (fake.plant(broken, like.pid) / "exe").write_bytes(b"")  # a file, not a link: readlinkat gives EINVAL
+    engine = Engine(ProcReader(str(fake.root)), max_age=0)
+    snap = Views(engine, Cgroup2(engine.reader)).plan(None, lambda rows: rows, programs=True).run()
+    programs = {r.pid: r.program for r in snap}
+    assert set(programs) == {like.pid, missing} and snap.left_out == 1
+    assert programs[like.pid] == os.path.basename(os.readlink(f"/proc/{like.pid}/exe"))
+    assert programs[missing] == program_name(None, snap[0].comm)

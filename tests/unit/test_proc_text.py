@@ -56,7 +56,8 @@ def test_live_text_parses_alike() -> None:
 def test_reference_reads_what_the_kernel_prints() -> None:
     me = _text.parse_status(Path("/proc/self/status").read_bytes())
     assert me.tgid == os.getpid() and me.uids == (*os.getresuid(), os.geteuid())  # the fsuid is the euid here
-    assert me.mm_counters.startswith(b"\nVmSize:") and b"CoreDumping" not in me.mm_counters
+    assert me.mm_counters.startswith(b"\nVmPeak:") and me.mm_counters.endswith(b" kB")
+    assert b"\nRssAnon:" in me.mm_counters and b"CoreDumping" not in me.mm_counters
     assert me.ns_pids[-1] == os.getpid() and me.ns_tgids[-1] == os.getpid()
     kthread = _text.parse_status(Path("/proc/2/status").read_bytes())
     assert kthread.mm_counters == b"" and kthread.name == "kthreadd"
@@ -76,7 +77,13 @@ STATUS_LINE = st.sampled_from(
         b"NSpid:\t",
         b"VmSize:\t",
         b"VmRSS:\t",
+        b"RssAnon:\t",
+        b"HugetlbPages:\t",
+        b"Hugetlb",
+        b"Vm",
+        b"Rs",
         b"CoreDumping:\t",
+        b"voluntary_ctxt_switches:\t",
         b"Pid:\t",
         b"Threads:\t",
         b"",

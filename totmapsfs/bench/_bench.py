@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..harness import PY, Workload
-from . import _cpu, _target, _whole
+from . import _cpu, _groups, _target, _whole
 from . import _measure as m
 from ._env import BenchError, Env
 
@@ -22,8 +22,8 @@ IDLE = 300  # small idle processes, read in the footprint run
 READERS = [1, 2, 4, 8]
 # label -> daemon arguments; "warm" holds answers long enough to stay warm, "cold"
 # walks on every read: no cache, no walk duty (which would hold the answers of
-# the processes whose walk takes over 1 ms; section T measures it) and no views'
-# walk budget.
+# the processes that are not light, engine.LIGHT_PAGE_TABLES; section T measures
+# it) and no views' walk budget.
 MOUNTS = {
     "rollup-cold": ("--source", "rollup", "--max-age", "0", "--duty", "1", "--walk-budget", "off"),
     "rollup-warm": ("--source", "rollup", "--max-age", "3600"),
@@ -114,6 +114,7 @@ class Bench:
         self.fp_pids = 0
         self.cpu: dict[str, list[_cpu.Figures]] = {}  # variant -> per run
         self.views: dict[str, list[float]] = {}  # view variant -> per-run medians (s)
+        self.groups: dict[str, list[float]] = {}  # section G's variant -> per-run medians (s)
         self.target: dict[str, list[_target.Figures]] = {}  # variant -> per run
         self.view_processes = 0
         self.reader = m.Reader()
@@ -256,6 +257,10 @@ class Bench:
         )
         for name, med in per_run.items():
             self.views.setdefault(name, []).append(med)
+        cold, warm = mounts["rollup-cold"].path, mounts["rollup-warm"].path
+        tree = self.w["idle"].pid  # and its 300 children
+        for name, med in _groups.measure(cold, warm, self.reader, self.cfg.view_rounds, tree).items():
+            self.groups.setdefault(name, []).append(med)
         self.view_processes = sum(1 for n in os.listdir("/proc") if n.isdigit())
 
     # -- T. the target's own latency ---------------------------------------------------

@@ -64,11 +64,14 @@ class Env:
         return p
 
     def mount(
-        self, specs: dict[str, tuple[str, ...]], command: tuple[str, ...] = (PY, "-m", "totmapsfs")
+        self,
+        specs: dict[str, tuple[str, ...]],
+        command: tuple[str, ...] = (PY, "-m", "totmapsfs"),
+        extra_env: dict[str, str] | None = None,
     ) -> dict[str, Mount]:
-        """Start one daemon (``command``) per spec at once, then wait for each to be ready."""
+        """Start one daemon (``command``, with ``extra_env``) per spec at once, then wait for each to be ready."""
         started = {
-            label: Mount(self.workdir / label, *args, wait=False, log_dir=self.workdir, command=command)
+            label: Mount(self.workdir / label, *args, wait=False, log_dir=self.workdir, command=command, env=extra_env)
             for label, args in specs.items()
         }
         self.mounts.update(started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from . import _cpu, _target, _whole
+from . import _cpu, _groups, _target, _whole
 from ._bench import CAT, CONC, INPROC, READERS, SCALING, SIZES, Bench, log
 from ._report import Target, fmt, plot, ratios, table, targets_table
 
@@ -104,6 +104,7 @@ def report(b: Bench) -> str:
     )
     views_table, view_targets = _whole.report(b.views, b.view_processes)
     out.append(views_table)
+    out.append(_groups.report(b.groups, b.view_processes))
     target_table, target_targets = _target.report(b.target)
     out.append(target_table)
     cpu_table, cpu_targets = _cpu.report(b.cpu)

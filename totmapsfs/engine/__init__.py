@@ -5,6 +5,9 @@ from ._cache import DEFAULT_CAPACITY, Budget, Cache, Counters, Key
 from ._engine import (
     DEFAULT_DUTY,
     DEFAULT_MAX_AGE,
+    HEAVY_FACTOR,
+    LIGHT_PAGE_TABLES,
+    SLOWDOWN_ENV,
     Checked,
     Engine,
     Signature,
@@ -13,20 +16,30 @@ from ._engine import (
     Totmaps,
     boot_tick,
     choose_source,
+    page_tables,
     totmaps,
 )
+from ._files import FILE_SUMS, FileSums, FileWalks, Mapped, NotDue
 
 __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_DUTY",
     "DEFAULT_MAX_AGE",
     "DEFAULT_WALK_BUDGET",
+    "FILE_SUMS",
+    "HEAVY_FACTOR",
+    "LIGHT_PAGE_TABLES",
+    "SLOWDOWN_ENV",
     "Budget",
     "Cache",
     "Checked",
     "Counters",
     "Engine",
+    "FileSums",
+    "FileWalks",
     "Key",
+    "Mapped",
+    "NotDue",
     "Signature",
     "Source",
     "SourceUnavailable",
@@ -34,5 +47,6 @@ __all__ = [
     "WalkBudget",
     "boot_tick",
     "choose_source",
+    "page_tables",
     "totmaps",
 ]

@@ -6,7 +6,7 @@ and every walk a view begins spends its time from it. While the bucket is
 empty (or in debt: a walk's cost is known only once it ends) processes that
 have an answer are given that answer instead (engine._cache, "held_budget"), so
 a scrape of ``metrics`` on a host of many large processes degrades to older
-answers rather than to a CPU (issue 14). A process with no answer yet is
+answers rather than to a CPU spent walking (the harm a monitor must not do). A process with no answer yet is
 walked all the same: a sum must count it.
 """
 

@@ -15,13 +15,13 @@ CPU: the walk, not the time it spent preempted) is not computed again
 before ``t + w / D``, however it changed and whatever ``max_age`` says:
 until then its last answer is *held*, served at once. So is it while another
 reader's computation of it is under way: no reader waits behind a walk that
-is not its own, except when there is no answer yet. Walks shorter than
-``DUTY_FLOOR`` are not held at all: at 5% a 100 µs walk (a small Python
-process) would hold its answer for 2 ms, long enough to serve a reader that
-changed the process and reads it right back (tests/mount's "very next read")
-an old answer, for a walk that costs the target less than a fault. A
-``WalkBudget`` passed in
-adds a bound across processes: when it is spent, a key with an answer gets
+is not its own, except when there is no answer yet. A *light* target (the
+caller says so: ``_engine`` judges it by the size of its page tables, which is
+what the walk costs it, whatever the machine's speed) is not held at all,
+unless its walk took ``heavy`` or more: a process that touches new memory
+shows it on the very next read (tests/mount's "very next read"), on a slow or
+loaded machine too, for a walk that costs the target less than a fault. A
+``WalkBudget`` passed in adds a bound across processes: when it is spent, a key with an answer gets
 that answer rather than a walk (once a budget has been passed, answers are
 kept for that, past max-age and the duty, for up to ``BUDGET_KEEP``).
 
@@ -32,6 +32,7 @@ stored or handed to those who joined, who then compute for themselves.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -45,7 +46,6 @@ V = TypeVar("V")
 Key = tuple[int, int]  # (pid, start time in clock ticks)
 
 DEFAULT_CAPACITY = 8192
-DUTY_FLOOR = 0.001  # seconds: a walk shorter than this is never held for the duty
 BUDGET_KEEP = 3600.0  # seconds an answer is kept for a spent walk budget to give (capacity permitting)
 
 
@@ -56,6 +56,7 @@ class _Entry(Generic[V]):
     value: V
     walk: float = 0.0  # how long the computation took
     until: float = 0.0  # no use after this: fresh no longer, and held no longer (the duty)
+    held: bool = False  # subject to the duty (not a light target's short walk)
 
 
 @dataclass(slots=True)
@@ -100,12 +101,15 @@ class Cache(Generic[V]):
         duty: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         capacity: int = DEFAULT_CAPACITY,
+        heavy: float = math.inf,
     ) -> None:
+        """``heavy``: a walk this long is held for the duty even if its target is light (settable)."""
         if not 0 < duty <= 1:
             raise ValueError("the walk duty is a share of the time: above 0, at most 1")
         self.max_age = max_age
         self.duty = duty
         self.capacity = capacity
+        self.heavy = heavy
         self.counters = Counters()
         self._clock = clock
         self._budgeted = False  # a budget has been passed: answers are kept for it past their use (BUDGET_KEEP)
@@ -124,6 +128,7 @@ class Cache(Generic[V]):
         *,
         patience: float | None = None,
         budget: Budget | None = None,
+        light: bool = False,
     ) -> V:
         """The answer for ``key`` in state ``signature``: cached, held, joined, or ``compute()``'d.
 
@@ -134,7 +139,8 @@ class Cache(Generic[V]):
         raises Busy instead of being waited for, whatever its signature: a new
         computation would block the same way (see ``_engine``). With
         ``budget``, a key that has an answer is computed only if the budget
-        allows, and the computation's time is spent from it.
+        allows, and the computation's time is spent from it. ``light``: the
+        target is light, so its answer is not held for the duty (see above).
         """
         now = self._clock()
         with self._lock:
@@ -158,7 +164,7 @@ class Cache(Generic[V]):
                 self.counters.joined += 1
                 flight.joined = True
         if owner:
-            return self._fly(key, flight, compute, budget)
+            return self._fly(key, flight, compute, budget, light)
         return self._join(key, flight, compute, now, patience)
 
     def lookup(self, key: Key, signature: Hashable) -> V | None:
@@ -175,7 +181,7 @@ class Cache(Generic[V]):
         if entry.signature == signature and now - entry.at < self.max_age:
             self.counters.hits += 1
             return entry.value
-        if self.duty < 1 and entry.walk >= DUTY_FLOOR:
+        if entry.held:
             if now < entry.at + entry.walk / self.duty:
                 self.counters.held_not_due += 1
                 return entry.value
@@ -185,7 +191,12 @@ class Cache(Generic[V]):
         return None
 
     def _fly(
-        self, key: Key, flight: _Flight[V], compute: Callable[[], tuple[V, bool, float]], budget: Budget | None
+        self,
+        key: Key,
+        flight: _Flight[V],
+        compute: Callable[[], tuple[V, bool, float]],
+        budget: Budget | None,
+        light: bool,
     ) -> V:
         walk = 0.0  # a computation that failed counts as no walk (it is not held for the duty either)
         try:
@@ -200,14 +211,14 @@ class Cache(Generic[V]):
                     del self._flights[key]
                 self.counters.walks += 1
                 self.counters.walk_seconds += walk
-                held = walk / self.duty if self.duty < 1 and walk >= DUTY_FLOOR else 0.0
-                until = flight.started + max(self.max_age, held)
+                held = self.duty < 1 and (not light or walk >= self.heavy)
+                until = flight.started + max(self.max_age, walk / self.duty if held else 0.0)
                 if self._budgeted:
                     # A walk budget gives the last answer when it is spent, however
                     # old: so answers stay until capacity, death or BUDGET_KEEP.
                     until = max(until, flight.started + BUDGET_KEEP)
                 if flight.value is not None and flight.keep and until > flight.started:
-                    self._store(key, _Entry(flight.signature, flight.started, flight.value, walk, until))
+                    self._store(key, _Entry(flight.signature, flight.started, flight.value, walk, until, held))
                 flight.done = True
                 if flight.joined:  # a Condition's notify costs its Python-level bookkeeping even with no waiter
                     self._landed.notify_all()
@@ -241,6 +252,28 @@ class Cache(Generic[V]):
             if oldest.until > entry.at and len(self._entries) <= self.capacity:
                 break
             self._entries.popitem(last=False)
+
+    def last(self, key: Key) -> V | None:
+        """The answer kept for ``key`` whatever its state or age, counted as held for the duty, or None.
+
+        For a process another kind of walk holds (Engine.held_elsewhere): the
+        duty is the process's, whichever cache its last walk went to.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self.counters.held_not_due += 1
+            return entry.value
+
+    def holds(self, key: Key) -> bool:
+        """Whether the last walk of ``key`` kept here is within its duty still (``walk / duty`` not yet past)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self.duty >= 1 or not entry.held:  # a light target's short walk holds nothing
+                return False
+            return now < entry.at + entry.walk / self.duty
 
     def forget_dead(self, live: Iterable[int]) -> None:
         """Drop the entries of pids that are no longer listed."""

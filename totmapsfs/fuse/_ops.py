@@ -184,13 +184,25 @@ class Operations(pyfuse3.Operations):
         parts = await self.reads.run_all(plan.slices)
         return await self.reads.run(functools.partial(plan.finish, parts))
 
+    async def _attr(self, answer: Attr | Plan[Attr, Attr]) -> pyfuse3.EntryAttributes:
+        """An attribute the tree found at once, or in the ``meta`` pool (a scan of /proc, a setns: tree._deferred)."""
+        if not isinstance(answer, Attr):
+            part, finish = answer.slices[0], answer.finish
+            answer = await self.meta.run(lambda: finish([part()]))
+        return self._reply(answer)
+
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._reply(self.tree.lookup(parent_inode, name, _request(ctx)))
+        if decode(parent_inode).kind is Kind.GROUP:
+            # A program or user name not seen in the last second is looked for
+            # among every process (views.Groups.exists): a listing's cost.
+            lookup = functools.partial(self.tree.lookup, parent_inode, name, _request(ctx))
+            return await self._attr(await self.meta.run(lookup))
+        return await self._attr(self.tree.lookup(parent_inode, name, _request(ctx)))
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return self._reply(self.tree.getattr(inode, _request(ctx)))
+        return await self._attr(self.tree.getattr(inode, _request(ctx)))
 
     @fuse_errors
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
@@ -221,7 +233,11 @@ class Operations(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             raise ReadOnly()
-        answer = self.tree.open_file(inode, _request(ctx))
+        if decode(inode).kind is Kind.TREE:
+            # Finding a tree's members reads every process's stat (views.Groups.descendants): a listing's cost.
+            answer = await self.meta.run(functools.partial(self.tree.open_file, inode, _request(ctx)))
+        else:
+            answer = self.tree.open_file(inode, _request(ctx))
         data = answer if isinstance(answer, bytes) else await self._carry_out(answer)
         fh = next(self._handles)
         self._files[fh] = data

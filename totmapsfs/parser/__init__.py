@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from . import _format, _reference
+from . import _format, _mappings, _reference
 from ._format import LINE_FORMAT
 from ._reference import MAX_FIELDS, MAX_NAME_LEN, NOT_SUMMABLE, U64_MAX, SmapsParseError
 
@@ -27,19 +27,23 @@ __all__ = [
     "SmapsParseError",
     "format_totmaps",
     "parse_smaps",
+    "parse_smaps_mappings",
 ]
 
 ParseFn = Callable[[bytes | bytearray | memoryview], dict[str, int]]
 FormatFn = Callable[[Mapping[str, int]], bytes]
+MappingsFn = Callable[[bytes | bytearray | memoryview], dict[str, dict[str, int]]]
 
 IMPLEMENTATION: str  # "c" or "python"
 MISSING_C: str | None  # why the C parser is not in use, or None when it is
 parse_smaps: ParseFn
 format_totmaps: FormatFn
+parse_smaps_mappings: MappingsFn  # per mapping key (_mappings.mapping_key): MOUNT/files
 
 try:
     from ._speedups import format_totmaps as _c_format_totmaps
     from ._speedups import parse_smaps as _c_parse_smaps
+    from ._speedups import parse_smaps_mappings as _c_parse_smaps_mappings
 except ImportError as exc:
     # CI sets TOTMAPSFS_REQUIRE_C=1 so that a broken extension build fails
     # loudly instead of silently running the much slower fallback.
@@ -51,5 +55,7 @@ except ImportError as exc:
         "python",
         str(exc),
     )
+    parse_smaps_mappings = _mappings.parse_smaps_mappings
 else:
     parse_smaps, format_totmaps, IMPLEMENTATION, MISSING_C = _c_parse_smaps, _c_format_totmaps, "c", None
+    parse_smaps_mappings = _c_parse_smaps_mappings

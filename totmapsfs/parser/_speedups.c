@@ -296,6 +296,8 @@ parse_smaps(PyObject *module, PyObject *data)
 
 /* In _format.c. */
 __attribute__((visibility("hidden"))) PyObject *format_totmaps(PyObject *module, PyObject *fields);
+/* In _mappings.c. */
+__attribute__((visibility("hidden"))) PyObject *parse_smaps_mappings(PyObject *module, PyObject *data);
 
 PyDoc_STRVAR(parse_smaps_doc,
              "parse_smaps(data, /)\n--\n\n"
@@ -307,6 +309,8 @@ static PyMethodDef speedups_methods[] = {
     {"parse_smaps", parse_smaps, METH_O, parse_smaps_doc},
     {"format_totmaps", format_totmaps, METH_O,
      "format_totmaps(fields, /)\n--\n\nC implementation of totmapsfs.parser._format.format_totmaps."},
+    {"parse_smaps_mappings", parse_smaps_mappings, METH_O,
+     "parse_smaps_mappings(data, /)\n--\n\nC implementation of totmapsfs.parser._mappings.parse_smaps_mappings."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,7 @@
 """The /proc side: every read of /proc (and of the cgroup2 tree), its errnos as domain errors, the access rule.
 
-``ProcReader`` opens a process as a ``Process`` pinned by its /proc directory,
+``ProcReader`` opens a process as a ``Process`` pinned by its /proc directory
+(``_errnos`` turns what its reads meet into domain errors),
 its hot reads done by ``_io`` (the C half or its Python reference);
 ``_text`` turns what the kernel prints into fields; ``_pidns`` and
 ``_userns`` relate pid and user namespaces through nsfs (``_nsfs``),
@@ -24,9 +25,11 @@ from ._cgroup2 import (
     within,
 )
 from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots, capget, capset, root_from, setns, with_admin
+from ._errnos import translate, wrap_exceptions
 from ._io import read_fd_into
-from ._pidns import PidNamespaces, PidView
-from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader, translate, wrap_exceptions
+from ._nsfs import WouldWait
+from ._pidns import FALLBACK_ENV, PidNamespaces, PidView
+from ._reader import IMPLEMENTATION, MISSING_C, BufferPool, Process, ProcReader
 from ._text import CAP_SYS_PTRACE, Mount, Stat, Status, parse_mountinfo, parse_stat, parse_status
 from ._userns import UserNamespaces, UserNs, capable
 
@@ -34,6 +37,7 @@ __all__ = [
     "CAP_PERFMON",
     "CAP_SYS_ADMIN",
     "CAP_SYS_PTRACE",
+    "FALLBACK_ENV",
     "IMPLEMENTATION",
     "MISSING_C",
     "ROOT",
@@ -53,6 +57,7 @@ __all__ = [
     "Target",
     "UserNamespaces",
     "UserNs",
+    "WouldWait",
     "ancestors",
     "capable",
     "capget",

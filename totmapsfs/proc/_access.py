@@ -10,7 +10,7 @@ same steps in the same order; ``capable`` (in _userns) is cap_capable of
 security/commoncap.c, which every "has CAP_SYS_PTRACE over namespace N"
 below means. What we cannot see we do not grant: Landlock and BPF-LSM
 policies only the kernel knows, so the mount may allow a read the kernel
-would refuse a Landlocked caller (README, "Who may read what").
+would refuse a Landlocked caller (docs/access.md, "Known gaps").
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import NamedTuple, Protocol
 
 from ..errors import AccessDenied, NoSuchEntry
 from ._cgroupns import CAP_SYS_ADMIN, CgroupRoots
+from ._errnos import ns_inode, unless_gone
 from ._nsfs import KEEP
 from ._pidns import PidNamespaces, PidView
-from ._reader import ProcReader, ns_inode, read_at, unless_gone
+from ._reader import ProcReader, read_at
 from ._text import CAP_SYS_PTRACE, Status
 from ._userns import UserNamespaces, capable
 
@@ -124,7 +125,7 @@ class Access:
                 # mm belongs above it): elsewhere the rule is walked in full.
                 ours and self.initial and bool(cap_eff >> CAP_SYS_PTRACE & 1),
                 ours and self.perfmon_rule and bool(cap_eff & _PERFMON_CAPS),
-                self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids),
+                self.pids.own if len(ns_pids) <= 1 else self.pids.view(tid, ns_pids, status.tgid, ns_tgids),
                 ns_tgids[-1] if ns_tgids else status.tgid,
                 ns_pids[-1] if ns_pids else tid,
                 tid,
@@ -216,8 +217,8 @@ class Access:
         if root is not None and ids == root:
             # Dumpable, or not with the owner its namespace's root gives: the
             # usual case is a container's root process, dumpable, so here the
-            # candidate is the target's own namespace (README: the one reading
-            # this lets through that the kernel refuses).
+            # candidate is the target's own namespace (docs/access.md, "Known
+            # gaps": the one reading this lets through that the kernel refuses).
             return False, ns
         return True, None
 

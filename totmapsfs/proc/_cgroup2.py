@@ -7,7 +7,8 @@ import stat
 from dataclasses import dataclass
 
 from ..errors import NoSuchEntry
-from ._reader import ProcReader, translate
+from ._errnos import translate
+from ._reader import ProcReader
 from ._text import Mount
 
 # Cgroup paths are written as /proc/<pid>/cgroup writes them: "/" is the top

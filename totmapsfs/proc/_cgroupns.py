@@ -25,8 +25,9 @@ import threading
 from collections.abc import Callable
 
 from ._cgroup2 import ROOT, unified_path
-from ._nsfs import KEEP, Held
-from ._reader import ProcReader, ns_inode, read_at, unless_gone
+from ._errnos import ns_inode, unless_gone
+from ._nsfs import KEEP, Held, WouldWait
+from ._reader import ProcReader, read_at
 
 log = logging.getLogger("totmapsfs")
 
@@ -136,8 +137,12 @@ class CgroupRoots:
         """The inode of thread ``tid``'s cgroup namespace; None when it is gone."""
         return ns_inode(self._rootfd, f"{tid}/ns/cgroup")
 
-    def root_of(self, tid: int) -> str | None:
-        """Where thread ``tid``'s cgroup namespace begins (ROOT: ours, or no namespaces at all); None: unknown."""
+    def root_of(self, tid: int, wait: bool = True) -> str | None:
+        """Where thread ``tid``'s cgroup namespace begins (ROOT: ours, or no namespaces at all); None: unknown.
+
+        A namespace not met before is found by the dedicated thread: with
+        ``wait`` False, WouldWait instead of waiting for it (the event loop).
+        """
         inode = self.namespace_of(tid)
         if inode is None:
             return ROOT if self.own is None else None
@@ -146,6 +151,8 @@ class CgroupRoots:
         known = self._roots.get(inode)
         if known is not None:
             return known[0]
+        if not wait:
+            raise WouldWait(f"cgroup namespace {inode}")
         try:
             fd = os.open(f"{tid}/ns/cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._rootfd)
         except OSError as exc:

@@ -44,6 +44,19 @@ to_int(const char *p, size_t len, int base)
     return result;
 }
 
+/* The next whitespace-separated token of p[*i:len] (as str.split() finds
+   them): its start in *start, *i moved past it; its length, 0 at the end. */
+static size_t
+next_token(const char *p, size_t len, size_t *i, size_t *start)
+{
+    while (*i < len && is_blank((unsigned char)p[*i]))
+        (*i)++;
+    *start = *i;
+    while (*i < len && !is_blank((unsigned char)p[*i]))
+        (*i)++;
+    return *i - *start;
+}
+
 /* The tuple of int(x, base) for x in field.split(). */
 static PyObject *
 to_ints(const char *p, size_t len, int base)
@@ -51,22 +64,15 @@ to_ints(const char *p, size_t len, int base)
     PyObject *list = PyList_New(0);
     if (list == NULL)
         return NULL;
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && is_blank((unsigned char)p[i]))
-            i++;
-        size_t start = i;
-        while (i < len && !is_blank((unsigned char)p[i]))
-            i++;
-        if (i > start) {
-            PyObject *n = to_int(p + start, i - start, base);
-            if (n == NULL || PyList_Append(list, n) < 0) {
-                Py_XDECREF(n);
-                Py_DECREF(list);
-                return NULL;
-            }
-            Py_DECREF(n);
+    size_t i = 0, start, n;
+    while ((n = next_token(p, len, &i, &start)) > 0) {
+        PyObject *value = to_int(p + start, n, base);
+        if (value == NULL || PyList_Append(list, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(list);
+            return NULL;
         }
+        Py_DECREF(value);
     }
     PyObject *tuple = PyList_AsTuple(list);
     Py_DECREF(list);
@@ -89,31 +95,18 @@ stat_fields(const char *data, size_t len)
     const char *tok[20];
     size_t toklen[20];
     int n = 0;
-    size_t i = from;
-    while (i < len && n < 20) {
-        while (i < len && is_blank((unsigned char)data[i]))
-            i++;
-        size_t start = i;
-        while (i < len && !is_blank((unsigned char)data[i]))
-            i++;
-        if (i > start) {
-            tok[n] = data + start;
-            toklen[n] = i - start;
-            n++;
-        }
+    size_t i = from, at, l;
+    while (n < 20 && (l = next_token(data, len, &i, &at)) > 0) {
+        tok[n] = data + at;
+        toklen[n] = l;
+        n++;
     }
     if (n < 20) {
         /* Count them all, for the same message as the reference. */
-        int total = n;
-        while (i < len) {
-            while (i < len && is_blank((unsigned char)data[i]))
-                i++;
-            size_t start = i;
-            while (i < len && !is_blank((unsigned char)data[i]))
-                i++;
-            total += i > start;
-        }
-        return PyErr_Format(PyExc_ValueError, "stat: %d fields after the command name, 20 wanted", total);
+        Py_ssize_t total = n;
+        while (next_token(data, len, &i, &at) > 0)
+            total++;
+        return PyErr_Format(PyExc_ValueError, "stat: %zd fields after the command name, 20 wanted", total);
     }
     PyObject *state = PyUnicode_DecodeASCII(tok[0], (Py_ssize_t)toklen[0], "replace");
     PyObject *minflt = state ? to_int(tok[7], toklen[7], 10) : NULL;
@@ -162,6 +155,15 @@ number(const char *p, size_t len, int present, int base)
     return present ? to_int(p, len, base) : PyLong_FromLong(0);
 }
 
+/* A line of task_mem()'s (fs/proc/task_mmu.c) or hugetlb_report_usage()'s:
+   what the memory generation is made of, whatever the kernel prints after. */
+static int
+is_mm_counter(const char *line, size_t len)
+{
+    return (len >= 2 && memcmp(line, "Vm", 2) == 0) || (len >= 3 && memcmp(line, "Rss", 3) == 0) ||
+           (len >= 13 && memcmp(line, "HugetlbPages:", 13) == 0);
+}
+
 PyObject *
 status_fields(const char *data, size_t len)
 {
@@ -169,8 +171,9 @@ status_fields(const char *data, size_t len)
     const char *val[NKEYS] = {NULL};
     size_t vlen[NKEYS] = {0};
     int found[NKEYS] = {0};
-    /* The memory counters block: from the "\n" before "VmSize:" to the "\n"
-       before "CoreDumping:" (or the end). */
+    /* The memory counters block (_text.py, _MM_BLOCK): the first run of lines
+       named Vm*, Rss* or HugetlbPages:, from the "\n" before its first line
+       to the "\n" after its last (or the end). */
     const char *vm = NULL, *vm_end = NULL;
 
     size_t i = 0;
@@ -187,9 +190,10 @@ status_fields(const char *data, size_t len)
             }
         }
         if (i > 0) { /* the reference looks for "\n" + key: never on the first line */
-            if (vm == NULL && linelen >= 7 && memcmp(line, "VmSize:", 7) == 0)
+            int counter = is_mm_counter(line, linelen);
+            if (vm == NULL && counter)
                 vm = line - 1;
-            else if (vm != NULL && vm_end == NULL && linelen >= 12 && memcmp(line, "CoreDumping:", 12) == 0)
+            else if (vm != NULL && vm_end == NULL && !counter)
                 vm_end = line - 1;
         }
         i += linelen + 1;
@@ -216,10 +220,13 @@ status_fields(const char *data, size_t len)
     PyObject *eff = prm ? number(val[CAPEFF], vlen[CAPEFF], found[CAPEFF], 16) : NULL;
     PyObject *mm = NULL;
     if (eff != NULL) {
-        if (vm == NULL)
+        if (vm == NULL) {
             mm = PyBytes_FromStringAndSize("", 0);
-        else
-            mm = PyBytes_FromStringAndSize(vm, (vm_end ? vm_end : data + len) - vm);
+        } else {
+            if (vm_end == NULL) /* the block ran to the end: without the text's last "\n", if it has one */
+                vm_end = data[len - 1] == '\n' ? data + len - 1 : data + len;
+            mm = PyBytes_FromStringAndSize(vm, vm_end - vm);
+        }
     }
     PyObject *nstgid = mm ? (found[NSTGID] ? to_ints(val[NSTGID], vlen[NSTGID], 10) : PyTuple_New(0)) : NULL;
     PyObject *nspid = nstgid ? (found[NSPID] ? to_ints(val[NSPID], vlen[NSPID], 10) : PyTuple_New(0)) : NULL;

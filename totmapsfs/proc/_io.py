@@ -3,7 +3,7 @@
 As markupsafe pairs ``_native`` with ``_speedups``: each name below is the C
 function when the extension imported, else the Python one beside it, which
 the differential tests hold equal. Both raise OSError with the kernel's
-errno; ``_reader`` turns it into domain errors.
+errno; ``_errnos`` turns it into domain errors.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ._text import Stat, Status, parse_stat, parse_status
 # The errnos that say the thing read is gone, not that the read failed: a dead
 # task's /proc/<pid> answers ESRCH through an open dirfd, a vanished name
 # ENOENT, a name that is no directory ENOTDIR (a --proc root may hold anything).
-# _reader.translate reads them as NoSuchEntry; the readers below that answer
+# _errnos.translate reads them as NoSuchEntry; the readers below that answer
 # "gone" with None or [] do so for these only, and raise every other OSError.
 GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ENOTDIR})
 

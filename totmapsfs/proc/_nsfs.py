@@ -2,9 +2,10 @@
 
 Everything about namespaces asks the kernel through nsfs (fs/nsfs.c,
 include/uapi/linux/nsfs.h): an open /proc/<pid>/ns/<type> file is the
-namespace, its inode its identity, and ioctls on it tell its parent and
-owner (NS_GET_PARENT, NS_GET_OWNER_UID, Linux 4.9) and translate pids between
-pid namespaces (NS_GET_{PID,TGID}_{FROM,IN}_PIDNS, Linux 6.11).
+namespace, its inode its identity, and ioctls on it tell its parent
+(NS_GET_PARENT, Linux 4.9) and owner (NS_GET_OWNER_UID, Linux 4.11) and
+translate pids between pid namespaces (NS_GET_{PID,TGID}_{FROM,IN}_PIDNS,
+Linux 6.11).
 
 A namespace lives while an fd to it is open, so an inode names one namespace
 only while we hold it: what is learnt of one is kept exactly as long as it
@@ -33,6 +34,14 @@ NS_GET_PID_IN_PIDNS = _IOR_INT | 0x8  # a pid in ours -> its pid in the fd's nam
 NS_GET_TGID_IN_PIDNS = _IOR_INT | 0x9  # ... its thread group's id there
 
 KEEP = 1024  # namespaces held open, per kind: far more containers than a host runs at once
+
+
+class WouldWait(Exception):
+    """Answering needs what may take long (a scan of /proc, a thread's setns): ask again with ``wait`` in a worker.
+
+    What runs on the event loop asks with ``wait=False`` (tree._tree): one
+    slow request must not stall every other reader of the mount.
+    """
 
 
 def open_ns(path: str, rootfd: int) -> int:

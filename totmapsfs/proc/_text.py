@@ -30,8 +30,8 @@ class Status(NamedTuple):
     gids: tuple[int, int, int, int]
     cap_prm: int
     cap_eff: int
-    # The memory counters block (VmSize ... HugetlbPages) as raw bytes: part of
-    # the cache signature, compared whole, never parsed. Empty when the task
+    # The memory counters block (the VmPeak ... HugetlbPages lines, see
+    # _MM_BLOCK) as raw bytes: part of the cache signature, compared whole. Empty when the task
     # has no address space (kernel thread, zombie): task_mem() is only printed
     # for a task with an mm (proc_pid_status in fs/proc/array.c).
     mm_counters: bytes
@@ -92,13 +92,20 @@ def _number(field: bytes | None, base: int = 10) -> int:
     return 0 if field is None else int(field, base)
 
 
-def _block(data: bytes, first: bytes, after: bytes) -> bytes:
-    """From the line starting with ``first`` up to the line starting with ``after`` (or the end)."""
-    start = data.find(b"\n" + first)
-    if start < 0:
-        return b""
-    end = data.find(b"\n" + after, start + 1)
-    return data[start : end if end >= 0 else len(data)]
+# The memory counters: task_mem() (fs/proc/task_mmu.c) prints the Vm* and Rss*
+# lines, then hugetlb_report_usage() "HugetlbPages:" (4.4+), one run of lines.
+# What follows differs between kernels (CoreDumping: only since 4.15; before
+# it, Threads: ... voluntary_ctxt_switches:, which move whenever the process
+# runs), so the block ends at the first line of any other name. From the "\n"
+# before its first line (never the text's first line) to the "\n" after its last.
+_MM_LINE = rb"\n(?:Vm|Rss|HugetlbPages:)[^\n]*"
+_MM_BLOCK = re.compile(rb"(?:%s)+" % _MM_LINE)
+
+
+def _mm_block(data: bytes) -> bytes:
+    """The memory counter lines of a status text (see _MM_BLOCK); empty when it has none."""
+    found = _MM_BLOCK.search(data)
+    return b"" if found is None else found.group(0)
 
 
 def parse_status(data: bytes) -> Status:
@@ -115,7 +122,7 @@ def parse_status(data: bytes) -> Status:
         gids=_ids(_value(data, b"Gid:")),
         cap_prm=_number(_value(data, b"CapPrm:"), 16),
         cap_eff=_number(_value(data, b"CapEff:"), 16),
-        mm_counters=_block(data, b"VmSize:", b"CoreDumping:"),
+        mm_counters=_mm_block(data),
         ns_tgids=_ints(_value(data, b"NStgid:")),
         ns_pids=_ints(_value(data, b"NSpid:")),
     )

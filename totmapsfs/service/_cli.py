@@ -11,8 +11,8 @@ import types
 
 # Only what --help and usage errors need (no pyfuse3 import: see _run).
 from .. import __version__
-from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, Source
-from ..views import DEFAULT_TOP, parse_fields
+from ..engine import DEFAULT_DUTY, DEFAULT_MAX_AGE, DEFAULT_WALK_BUDGET, HEAVY_FACTOR, LIGHT_PAGE_TABLES, Source
+from ..views import DEFAULT_GROUPS, DEFAULT_TOP, LAYOUTS, parse_fields
 from ._mountpoint import UserError
 
 log = logging.getLogger("totmapsfs")
@@ -120,7 +120,9 @@ def parser() -> argparse.ArgumentParser:
         help=f"the largest share of the time any one process is walked (default {DEFAULT_DUTY:g}, i.e. "
         f"{DEFAULT_DUTY * 100:.0f}%%): reading smaps holds the process's mmap lock, so a process whose last walk took "
         "W seconds is walked again no sooner than W/SHARE after it began, and readers get its last answer "
-        "meanwhile, whatever --max-age says. Walks under 1 ms are exempt. 1 turns this off",
+        "meanwhile, whatever --max-age says. Light processes are exempt: page tables (VmPTE) of at most "
+        f"{LIGHT_PAGE_TABLES} kB and a walk shorter than {HEAVY_FACTOR} times one of the daemon's own. "
+        "1 turns this off",
     )
     p.add_argument(
         "--walk-budget",
@@ -156,6 +158,15 @@ def parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_TOP}; 0: per-cgroup series only)",
     )
     p.add_argument(
+        "--metrics-files-top",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-file series (4 families of N series, label path) for the N files "
+        "of MOUNTPOINT/files with the largest Pss (default 0: none). Each scrape then walks smaps, the "
+        "expensive kind, within --duty and --walk-budget",
+    )
+    p.add_argument(
         "--metrics-cgroup-depth",
         type=_depth,
         default=None,
@@ -170,6 +181,22 @@ def parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="comma-separated fields exported in MOUNTPOINT/metrics, e.g. Rss,Pss,USS,Swap,SwapPss "
         "(default: all that the kernel reports, and USS)",
+    )
+    p.add_argument(
+        "--metrics-groups",
+        type=_count,
+        default=DEFAULT_GROUPS,
+        metavar="N",
+        help="MOUNTPOINT/metrics has per-program and per-user series for the N programs and the N users with the "
+        f"largest Pss (default {DEFAULT_GROUPS}; 0: none)",
+    )
+    p.add_argument(
+        "--layout",
+        choices=list(LAYOUTS),
+        default="kernel",
+        help="the fields of every totmaps file: kernel (default) every field the kernel reports, in its order; "
+        "chromeos the ChromeOS kernel's eleven (Rss, Pss, Shared_Clean, Shared_Dirty, Private_Clean, "
+        "Private_Dirty, Referenced, Anonymous, AnonHugePages, Swap, Locked), for readers that read by position",
     )
     p.add_argument("--proc", default="/proc", metavar="DIR", help="procfs root to read (default /proc; for testing)")
     p.add_argument("--debug", action="store_true", help="log every request and libfuse's debug output")
@@ -195,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        _daemon.flush_std_streams()
 
 
 def _raise_fd_limit() -> None:
@@ -234,9 +263,15 @@ def _run(args: argparse.Namespace, daemon: types.ModuleType) -> int:
     mountpoint = prepare(args.mountpoint)
     if MISSING_C is not None:
         log.warning("C parser not built (%s): using the pure-Python parser (slower)", MISSING_C)
-    metrics = MetricsOptions(args.metrics_top, args.metrics_cgroup_depth, args.metrics_fields)
+    metrics = MetricsOptions(
+        args.metrics_top,
+        args.metrics_cgroup_depth,
+        args.metrics_fields,
+        files_top=args.metrics_files_top,
+        groups=args.metrics_groups,
+    )
     budget = None if args.walk_budget is None else WalkBudget(args.walk_budget)
-    views = Views(engine, Cgroup2(reader), metrics, budget)
+    views = Views(engine, Cgroup2(reader), metrics, budget, LAYOUTS[args.layout])
     ops = Operations(Tree(engine, views, per_caller_names=args.per_caller_names), threads=args.threads)
     budget_text = "off" if budget is None else f"{budget.rate:g} CPU"
     detail = (

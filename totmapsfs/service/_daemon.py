@@ -112,6 +112,31 @@ def _open_std_fds() -> None:
         sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)
 
 
+def flush_std_streams() -> None:
+    """Flush stdout and stderr now, pointing one that cannot take the bytes (a full disk, a dead pipe) at /dev/null.
+
+    Python flushes both once more as it exits and turns a failure there into
+    exit status 120 (Py_FinalizeEx's flush_std_files, Python/pylifecycle.c):
+    a daemon that stopped cleanly would report failure because its stderr is
+    unwritable. PYTHONUNBUFFERED hides this (nothing is left to flush); systemd
+    does not set it. What could not be written is lost either way.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, stream.fileno())
+                stream.flush()  # the bytes still buffered go to /dev/null: the exit's flush finds none
+            except (OSError, ValueError):
+                pass  # closed underneath us: nothing left that the exit could fail to flush
+            finally:
+                os.close(null)
+
+
 def setup_logging(debug: bool) -> None:
     _open_std_fds()
     logging.basicConfig(

@@ -1,37 +1,50 @@
 """The tree of the mount: names, inodes, attributes and file contents, over the engine and the views."""
 
+from ._callers import Mixed, Request
 from ._cgroupdirs import CgroupDirs, check_name
 from ._inodes import (
     CGROUP_INODE,
     CGROUP_TOTMAPS_INODE,
+    FILES_INODE,
+    MEMINFO_INODE,
     METRICS_INODE,
     PID_MAX_LIMIT,
+    PROGRAMS_INODE,
     ROOT_INODE,
     SELF_INODE,
     SUMMARY_INODE,
     THREAD_SELF_INODE,
     TOTMAPS_INODE,
+    USER_INODE,
     Attr,
     Inode,
     Kind,
     cgroup_inode,
+    cgroup_meminfo_inode,
     decode,
+    group_inode,
     parse_pid,
     pid_dir_inode,
+    pid_files_inode,
     totmaps_inode,
+    tree_inode,
 )
-from ._tree import Mixed, Request, Tree
+from ._tree import Tree
 
 __all__ = [
     "CGROUP_INODE",
     "CGROUP_TOTMAPS_INODE",
+    "FILES_INODE",
+    "MEMINFO_INODE",
     "METRICS_INODE",
     "PID_MAX_LIMIT",
+    "PROGRAMS_INODE",
     "ROOT_INODE",
     "SELF_INODE",
     "SUMMARY_INODE",
     "THREAD_SELF_INODE",
     "TOTMAPS_INODE",
+    "USER_INODE",
     "Attr",
     "CgroupDirs",
     "Inode",
@@ -40,9 +53,13 @@ __all__ = [
     "Request",
     "Tree",
     "cgroup_inode",
+    "cgroup_meminfo_inode",
     "check_name",
     "decode",
+    "group_inode",
     "parse_pid",
     "pid_dir_inode",
+    "pid_files_inode",
     "totmaps_inode",
+    "tree_inode",
 ]

@@ -8,10 +8,15 @@ Layout::
     /<pid>/         directory, owned as /proc/<pid> is (the euid)
     /<pid>/totmaps  the summed smaps, mode 0444, size 0, owned as /proc/<pid>/smaps is
                     (root when the process is not dumpable)
-    /totmaps, /summary, /metrics
-                    whole-system views over what the caller may read (views.Views)
+    /totmaps, /summary, /metrics, /programs, /users
+                    whole-system views over what the caller may read (views.Views, views.Groups)
+    /<pid>/tree/    the process and its descendants: totmaps, and processes (how many summed, left out)
+    /program/<name>/totmaps, /user/<name>/totmaps
+                    the sums of one program's, one user's processes (GroupDirs)
     /cgroup/.../    the cgroup2 hierarchy from the top of the caller's cgroup namespace,
                     each directory with a totmaps of its subtree (CgroupDirs)
+    /files, /<pid>/files, /meminfo, /cgroup/.../meminfo
+                    per mapped file, and /proc/meminfo reconciled (_extra)
 
 Every name is the caller's: pids are numbered as the caller's pid
 namespace numbers them, and only processes it can see exist; ``cgroup/``
@@ -28,25 +33,36 @@ from __future__ import annotations
 import functools
 import stat
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ..engine import Checked, Engine
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
-from ..proc import ROOT, Caller, PidView
-from ..views import Plan, Views
+from ..proc import Caller, PidView, WouldWait
+from ..views import Groups, Plan, Views
+from ._callers import Callers, Mixed, Request
 from ._cgroupdirs import CgroupDirs
+from ._extra import Extra
+from ._groupdirs import GroupDirs, tree_attr, tree_entries, tree_plan
 from ._inodes import (
     CGROUP,
     CGROUP_INODE,
+    EXTRA_NAMES,
+    FILES_INODE,
+    GROUP_DIRS,
     LINKS,
+    MEMINFO,
+    MEMINFO_INODE,
     METRICS_INODE,
+    PROGRAMS_INODE,
     ROOT_INODE,
     SELF_INODE,
     SUMMARY_INODE,
     TOTMAPS,
     TOTMAPS_INODE,
+    TREE,
+    TREE_FILES,
+    USERS_INODE,
     VIEW_FILES,
     Attr,
     Kind,
@@ -54,40 +70,14 @@ from ._inodes import (
     parse_pid,
     pid_dir_inode,
     totmaps_inode,
+    tree_file,
+    tree_inode,
 )
 
-
-class Request(NamedTuple):
-    """The caller of one FUSE request: its thread id and filesystem uid/gid (fuse_in_header)."""
-
-    tid: int
-    uid: int
-    gid: int
+T = TypeVar("T")
 
 
-@dataclass
-class Mixed:
-    """Whether callers from other pid or cgroup namespaces than ours have been seen (then for good).
-
-    Until the first request of such a caller reaches us, the kernel may answer
-    its walk through a pid name from a dentry cached for one of our callers
-    within the last second (ATTR_TIMEOUT in the adapter): that the name exists,
-    and the attributes of our process of that number; never numbers, as every
-    open reads the name in its caller's namespace. ``--per-caller-names``
-    closes even that, at the price of two more requests per walk (the
-    lookups of both names) for every caller. (A pid directory's inode stands for a *name*, not for one
-    of our processes: an inode per process would let one cached name lead a
-    container to another process than it named, and the kernel would move a
-    directory's one dentry between the names callers give it, so getcwd()
-    would name another process.)
-    """
-
-    pids: bool = False
-    cgroups: bool = False
-    generation: int = 0  # bumped at each change, for the adapter to notice
-
-
-class Tree:
+class Tree(Callers):
     """Answers the filesystem's questions from the engine, the views and the proc reader."""
 
     def __init__(self, engine: Engine, views: Views, *, per_caller_names: bool = False) -> None:
@@ -97,52 +87,13 @@ class Tree:
         self.access = engine.access
         self.views = views
         self.cgroup_dirs = CgroupDirs(views.cgroups)
+        self.extra = Extra(self)
         self.mounted_at_ns = time.time_ns()  # when mounted, in ns: the fixed files' mtime
+        self.groups = Groups(views)
+        self.group_dirs = GroupDirs(self.groups, self.mounted_at_ns)
         self.mixed = Mixed()
         if per_caller_names:
             self.mixed.pids = self.mixed.cgroups = True
-
-    # -- callers and their namespaces ---------------------------------------------------
-
-    def caller(self, request: Request) -> Caller:
-        caller = self.access.identify(request.tid, request.uid, request.gid)
-        if caller.pids is not None and not caller.pids.ours:
-            self._seen_pids(caller.pids)
-        return caller
-
-    def _seen_pids(self, view: PidView | None) -> None:
-        if view is not None and not view.ours and not self.mixed.pids:
-            self.mixed.pids = True
-            self.mixed.generation += 1
-
-    def _view(self, request: Request) -> PidView:
-        """The caller's pid namespace, for requests that need no more of it (one stat for our own); to be closed."""
-        view = self.access.pids.view_of(request.tid)
-        if view is None:
-            raise NoSuchEntry(f"the pid namespace of {request.tid}")  # it exited, or is above ours: sees nothing
-        self._seen_pids(view)
-        return view
-
-    def _host(self, view: PidView | None, pid: int) -> int:
-        """Our number of the process ``view`` calls ``pid``; NoSuchEntry when the caller cannot see it."""
-        if view is not None and view.ours:
-            return pid  # our own namespace: the common case, without a call
-        host = None if view is None else self.access.pids.to_host(view, pid)
-        if host is None:
-            raise NoSuchEntry(str(pid))
-        return host
-
-    def cgroup_top(self, request: Request) -> str:
-        """Where the caller's cgroup namespace begins in the mirrored hierarchy; NoSuchEntry when it cannot be told."""
-        roots = self.access.cgroups
-        root = roots.root_of(request.tid)
-        if root != ROOT and not self.mixed.cgroups:
-            self.mixed.cgroups = True
-            self.mixed.generation += 1
-        top = None if root is None else self.views.cgroups.relative(root)
-        if top is None:
-            raise NoSuchEntry("cgroup")  # outside what we mirror, or not to be told
-        return top
 
     # -- attributes -----------------------------------------------------------
 
@@ -164,7 +115,27 @@ class Tree:
             return Attr(totmaps_inode(pid), stat.S_IFREG | 0o444, 1, st.st_uid, st.st_gid, st.st_mtime_ns)
         return Attr(pid_dir_inode(pid), stat.S_IFDIR | 0o555, 2, st.st_uid, st.st_gid, st.st_mtime_ns)
 
-    def getattr(self, ino: int, request: Request) -> Attr:
+    # -- what may wait --------------------------------------------------------------
+
+    def _deferred(self, fn: Callable[..., T], *args: Any) -> T | Plan[T, T]:
+        """``fn(*args, wait=False)`` here (the event loop), or a Plan that calls it with ``wait`` in a worker.
+
+        For the requests answered on the event loop: what would wait there (a
+        scan of /proc, a thread's setns; proc.WouldWait) goes to a worker, so
+        one slow request never stalls the other readers of the mount.
+        """
+        try:
+            return fn(*args, wait=False)
+        except WouldWait:
+            return Plan([functools.partial(fn, *args, wait=True)], _first)
+
+    def getattr(self, ino: int, request: Request) -> Attr | Plan[Attr, Attr]:
+        return self._deferred(self._getattr, ino, request)
+
+    def lookup(self, parent: int, name: bytes, request: Request) -> Attr | Plan[Attr, Attr]:
+        return self._deferred(self._lookup, parent, name, request)
+
+    def _getattr(self, ino: int, request: Request, wait: bool) -> Attr:
         node = decode(ino)
         if node.kind is Kind.ROOT:
             return self._root_attr()
@@ -173,13 +144,23 @@ class Tree:
         if node.kind is Kind.VIEW:
             return self._view_attr(ino)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.attr(ino, self.cgroup_top(request))
+            return self.cgroup_dirs.attr(ino, self.cgroup_top(request, wait))
+        if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO):
+            return self.extra.attr(node, request, wait)
+        if node.kind is Kind.GROUP:
+            return self.group_dirs.attr(ino)
         with self._view(request) as view:
-            return self._pid_attr(self._host(view, node.number), node.number, node.is_file)
+            if node.kind is Kind.TREE:
+                return self._tree_attr(view, node.number, ino, wait)
+            return self._pid_attr(self._host(view, node.number, wait), node.number, node.is_file)
+
+    def _tree_attr(self, view: PidView, pid: int, ino: int, wait: bool = True) -> Attr:
+        with self.reader.open(self._host(view, pid, wait)) as proc:
+            return tree_attr(pid, tree_file(ino), proc)
 
     # -- names ----------------------------------------------------------------
 
-    def lookup(self, parent: int, name: bytes, request: Request) -> Attr:
+    def _lookup(self, parent: int, name: bytes, request: Request, wait: bool) -> Attr:
         node = decode(parent)
         if node.kind is Kind.ROOT:
             if name in LINKS:
@@ -187,21 +168,36 @@ class Tree:
             if name in VIEW_FILES:
                 return self._view_attr(VIEW_FILES[name])
             if name == CGROUP:
-                return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))
+                return self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request, wait))
+            if name in GROUP_DIRS:
+                return self.group_dirs.attr(GROUP_DIRS[name])
             # Who asks first, then whether the name is a pid at all: a caller from
             # another namespace is noticed (tree.Mixed) even by a lookup that fails.
             with self._view(request) as view:
                 pid = parse_pid(name)
-                return self._pid_attr(self._host(view, pid), pid, False)
+                return self._pid_attr(self._host(view, pid, wait), pid, False)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request))
+            if name == MEMINFO:  # shadows a child cgroup of that name, as totmaps does
+                return self.extra.lookup(node, name, request, wait)
+            return self.cgroup_dirs.lookup(parent, name, self.cgroup_top(request, wait))
+        if node.kind is Kind.GROUP:
+            with self.caller(request) as caller:
+                return self.group_dirs.lookup(parent, name, caller)
+        if node.kind is Kind.TREE and not node.is_file and name in TREE_FILES:
+            with self._view(request) as view:
+                return self._tree_attr(view, node.number, tree_inode(node.number, TREE_FILES[name]), wait)
         if node.is_file or node.kind is not Kind.PID:
             raise NotADirectory(f"inode {parent}")
+        if name in EXTRA_NAMES:
+            return self.extra.lookup(node, name, request, wait)
+        if name == TREE:
+            with self._view(request) as view:
+                return self._tree_attr(view, node.number, tree_inode(node.number), wait)
         if name != TOTMAPS:
             NameTooLong.check(name)
             raise NoSuchEntry(name.decode("utf-8", "replace"))
         with self._view(request) as view:
-            return self._pid_attr(self._host(view, node.number), node.number, True)
+            return self._pid_attr(self._host(view, node.number, wait), node.number, True)
 
     def visible(self, view: PidView | None) -> list[tuple[int, int]]:
         """(our pid, the caller's pid) of every process the caller's namespace holds, in the caller's order."""
@@ -214,6 +210,7 @@ class Tree:
         entries = [(b".", root), (b"..", root)]
         entries.extend((name, self._link_attr(ino)) for name, ino in LINKS.items())
         entries.extend((name, self._view_attr(ino)) for name, ino in VIEW_FILES.items())
+        entries.extend((name, self.group_dirs.attr(ino)) for name, ino in GROUP_DIRS.items())
         try:
             entries.append((CGROUP, self.cgroup_dirs.attr(CGROUP_INODE, self.cgroup_top(request))))
         except NoSuchEntry:
@@ -233,14 +230,24 @@ class Tree:
         if node.kind is Kind.ROOT:
             return self._root_entries(request)
         if node.kind is Kind.CGROUP:
-            return self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
-        if node.is_file or node.kind is not Kind.PID:
+            entries = self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
+            return entries + self.extra.entries(node, request)
+        if node.kind is Kind.GROUP:
+            with self.caller(request) as caller:
+                return self.group_dirs.listdir(ino, caller, self._root_attr())
+        if node.is_file or node.kind not in (Kind.PID, Kind.TREE):
             raise NotADirectory(f"inode {ino}")
         pid = node.number
         with self._view(request) as view:
             host = self._host(view, pid)
         here = self._pid_attr(host, pid, False)
-        return [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True))]
+        if node.kind is Kind.TREE:
+            with self.reader.open(host) as proc:
+                return tree_entries(pid, proc, here)
+        with self.reader.open(host) as proc:
+            tree = (TREE, tree_attr(pid, 0, proc))
+        entries = [(b".", here), (b"..", self._root_attr()), (TOTMAPS, self._pid_attr(host, pid, True)), tree]
+        return entries + self.extra.entries(node, request)
 
     def readlink(self, ino: int, request: Request) -> bytes:
         if decode(ino).kind is not Kind.SELF:
@@ -266,6 +273,13 @@ class Tree:
     # -- contents -------------------------------------------------------------
 
     def open_file(self, ino: int, request: Request) -> bytes | Plan[Any, bytes]:
+        """``_open_file`` on the event loop; carried to its end in a worker if it would wait there (``_deferred``)."""
+        try:
+            return self._open_file(ino, request, False)
+        except WouldWait:
+            return Plan([functools.partial(self._read_file, ino, request)], _first)
+
+    def _open_file(self, ino: int, request: Request, wait: bool) -> bytes | Plan[Any, bytes]:
         """The whole file for one open handle, access-checked as the caller: its bytes, or the plan for them.
 
         What this does itself reads only what never waits on a target (stat,
@@ -277,32 +291,50 @@ class Tree:
         node = decode(ino)
         if not node.is_file:
             raise NoSuchEntry(f"inode {ino}")
+        if node.kind in (Kind.PID_FILES, Kind.CGROUP_MEMINFO) or ino in (FILES_INODE, MEMINFO_INODE):
+            with self.caller(request) as caller:
+                return self.extra.open_file(node, ino, request, caller, wait)
         if node.kind is Kind.PID:
             if self.engine.always_walks:
                 # No answer can come from the cache, so there is nothing to
                 # decide here: the whole read is one job, done in a worker.
                 return Plan([functools.partial(self._read_pid, node.number, request)], _first)
             with self.caller(request) as caller:
-                return self._open_pid(self._host(caller.pids, node.number), caller)
+                return self._open_pid(self._host(caller.pids, node.number, wait), caller)
         # One Caller for the whole read: a view checks every process against it.
         # Its pid namespace is closed once the plan is made: a plan translates
-        # the caller's pids when it is made (Views.plan), its slices never do.
+        # the caller's pids through a copy of its own (Views.plan), which its
+        # first slice closes.
         with self.caller(request) as caller:
-            return self._open_view(ino, request, caller)
+            return self._open_view(ino, request, caller, wait)
 
-    def _open_view(self, ino: int, request: Request, caller: Caller) -> bytes | Plan[Any, bytes]:
+    def _open_view(self, ino: int, request: Request, caller: Caller, wait: bool) -> bytes | Plan[Any, bytes]:
+        node = decode(ino)
         if ino == TOTMAPS_INODE:
             return self.views.totmaps(caller)
         if ino == SUMMARY_INODE:
             return self.views.summary(caller)
+        if ino == PROGRAMS_INODE:
+            return self.groups.programs(caller)
+        if ino == USERS_INODE:
+            return self.groups.users(caller)
+        if node.kind is Kind.GROUP:
+            return self.group_dirs.open(ino, caller)
+        if node.kind is Kind.TREE:
+            return tree_plan(self.groups, ino, caller, self._host(caller.pids, node.number, wait))
         if ino == METRICS_INODE:
             try:
-                top: str | None = self.cgroup_top(request)
+                top: str | None = self.cgroup_top(request, wait)
             except NoSuchEntry:
                 top = None  # no cgroup the caller can be shown: series without cgroup labels
-            return self.views.metrics(caller, top)
-        top = self.cgroup_top(request)
+            return self.extra.metrics(caller, top)
+        top = self.cgroup_top(request, wait)
         return self.views.cgroup_totmaps(caller, self.cgroup_dirs.path_of_inode(ino, want_file=True, top=top))
+
+    def _read_file(self, ino: int, request: Request) -> bytes:
+        """``_open_file`` carried to its end in the calling thread (a worker: it may wait)."""
+        answer = self._open_file(ino, request, True)
+        return answer if isinstance(answer, bytes) else answer.run()
 
     def _open_pid(self, pid: int, caller: Caller) -> bytes | Plan[bytes, bytes]:
         proc = self.reader.open(pid)
@@ -314,17 +346,17 @@ class Tree:
             raise
         if hit is not None:
             proc.close()
-            return hit.text
+            return self.views.pid_text(hit)
         return Plan([functools.partial(self._resolve, checked)], _first)
 
     def _resolve(self, checked: Checked) -> bytes:
         with checked.proc:
-            return self.engine.resolve(checked).text
+            return self.views.pid_text(self.engine.resolve(checked))
 
     def _read_pid(self, pid: int, request: Request) -> bytes:
         with self.caller(request) as caller:
-            return self.engine.totmaps(self._host(caller.pids, pid), caller).text
+            return self.views.pid_text(self.engine.totmaps(self._host(caller.pids, pid), caller))
 
 
-def _first(parts: Sequence[bytes]) -> bytes:
+def _first(parts: Sequence[T]) -> T:
     return parts[0]

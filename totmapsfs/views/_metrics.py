@@ -1,4 +1,4 @@
-"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup and for the top processes, and the walking."""
+"""MOUNT/metrics: a snapshot as Prometheus gauges in bytes, per cgroup, top processes, programs, users; the walking."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..proc import ancestors
+from ._names import entry_name, sums_by
 from ._snapshot import Row, Snapshot, WalkStats, by_pss, total, user_of
 
 # What each smaps field means (proc(5), Documentation/filesystems/proc.rst),
@@ -41,6 +42,7 @@ FIELD_HELP: dict[str, str] = {
 # The field names --metrics-fields accepts: those of every kernel we know of, and USS.
 KNOWN_FIELDS: tuple[str, ...] = tuple(FIELD_HELP)
 DEFAULT_TOP = 50
+DEFAULT_GROUPS = 20
 
 
 def snake(field: str) -> str:
@@ -71,10 +73,12 @@ class MetricsOptions:
     top: int = DEFAULT_TOP  # per-process series for this many processes, largest Pss first; 0: none
     cgroup_depth: int | None = None  # deepest cgroup level with series ("/" is 0); None: all levels
     fields: tuple[str, ...] | None = None  # the fields exported; None: all the kernel reports, and USS
+    files_top: int = 0  # per-file series for this many mapping keys, largest Pss first; 0: none (no smaps walk)
+    groups: int = DEFAULT_GROUPS  # per-program and per-user series for this many of each, largest Pss first
 
     def __post_init__(self) -> None:
-        if self.top < 0 or (self.cgroup_depth is not None and self.cgroup_depth < 0):
-            raise ValueError("top and cgroup_depth must be >= 0")
+        if min(self.top, self.files_top, self.groups) < 0 or (self.cgroup_depth is not None and self.cgroup_depth < 0):
+            raise ValueError("the series bounds (top, files_top, groups, cgroup_depth) must be >= 0")
 
 
 def _fields_of(rows: Sequence[Row], options: MetricsOptions, known: Sequence[str]) -> list[str]:
@@ -199,6 +203,49 @@ def families(snapshot: Snapshot, options: MetricsOptions, known: Sequence[str] =
                     "gauge",
                     ("pid", "comm", "user", "cgroup"),
                     [(labels, _bytes(r, name)) for labels, r in zip(process_labels, top, strict=True)],
+                )
+            )
+    out.extend(_group_families(snapshot, options, names))
+    out.extend(snapshot.extra)
+    return out
+
+
+def _group_families(snapshot: Snapshot, options: MetricsOptions, names: Sequence[str]) -> list[Family]:
+    """Per program and per user: the ``options.groups`` largest by Pss of each, labelled by name, never by pid.
+
+    Series: (len(names) + 1) * (min(groups, programs) + min(groups, users)).
+    """
+    if not options.groups:
+        return []
+    out = []
+    kinds = (
+        ("program", "running the program (named by its executable)", lambda r: entry_name(r.program)),
+        ("user", "of the user", lambda r: entry_name(user_of(snapshot, r.uid))),
+    )
+    for kind, whose, key in kinds:
+        groups = sums_by(snapshot, key)[: options.groups]
+        labels = [(g.name,) for g in groups]
+        out.append(
+            Family(
+                f"totmapsfs_{kind}_processes",
+                f"Readable processes {whose} (the {options.groups} {kind}s with the largest Pss)",
+                "gauge",
+                (kind,),
+                [(label, float(g.processes)) for label, g in zip(labels, groups, strict=True)],
+            )
+        )
+        for name in names:
+            out.append(
+                Family(
+                    f"totmapsfs_{kind}_{snake(name)}_bytes",
+                    f"{FIELD_HELP.get(name, f'smaps field {name}')}; summed over the readable processes {whose}, "
+                    f"in bytes (the {options.groups} {kind}s with the largest Pss)",
+                    "gauge",
+                    (kind,),
+                    [
+                        (label, float((g.uss if name == "USS" else g.fields.get(name, 0)) * 1024))
+                        for label, g in zip(labels, groups, strict=True)
+                    ],
                 )
             )
     return out

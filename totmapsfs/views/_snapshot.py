@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import pwd
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # USS, as smem and psutil define it: the memory that would be freed if the
 # process exited, i.e. the pages only it maps.
@@ -23,6 +24,8 @@ class Row:
     fields: Mapping[str, int]
     age: float = 0.0  # seconds since the walk that gave these fields began
     walk: float = 0.0  # how long that walk took
+    mappings: Mapping[str, tuple[int, ...]] | None = None  # per mapping key, engine.FILE_SUMS (files passes)
+    program: str = ""  # what it runs (views._groups.program_name), when the pass was asked for it
 
     @property
     def uss(self) -> int:
@@ -49,14 +52,22 @@ class Snapshot(list[Row]):
     """The rows of one pass, how many processes it had to leave out, and the walking behind it (see Views)."""
 
     left_out: int = 0
+    denied: int = 0  # processes of the pass the caller may not read (only counted, never shown)
     numeric_users: bool = False  # uids as the caller's user namespace numbers them: our names would not be its
     deferred_at: int | None = None  # the first position in the pass whose walk the budget deferred
     stats: WalkStats | None = None
+    not_due: int = 0  # processes left out: walked too recently for their duty, no mappings answer yet (files)
+    extra: tuple[Any, ...] = ()  # more metric families (_metrics.Family) computed from the rows: meminfo, files
+    # The pass's processes, (our pid, the caller's), translated when the plan was made (the caller's
+    # pid namespace is closed by the time the rows are finished): meminfo's unread ones.
+    visible: Sequence[tuple[int, int]] = ()
 
     def extend_from(self, other: Snapshot) -> None:
         self.extend(other)
         self.left_out += other.left_out
+        self.denied += other.denied
         self.numeric_users = self.numeric_users or other.numeric_users
+        self.not_due += other.not_due
         if other.deferred_at is not None and (self.deferred_at is None or other.deferred_at < self.deferred_at):
             self.deferred_at = other.deferred_at
 

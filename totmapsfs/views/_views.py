@@ -6,14 +6,15 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
-from typing import Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from ..engine import Counters, Engine, WalkBudget
+from ..engine import Counters, Engine, Mapped, NotDue, Totmaps, WalkBudget
 from ..errors import AccessDenied, Busy, NoSuchEntry, SourceError, TotmapsError
 from ..parser import format_totmaps
-from ..proc import ROOT, Caller, Cgroup2, rebase, unified_path, within
-from ._metrics import MetricsOptions, render
+from ..proc import ROOT, Caller, Cgroup2, PidView, rebase, unified_path, within
+from ._metrics import Family, MetricsOptions, render
+from ._names import program_name
 from ._snapshot import Row, Snapshot, WalkStats, total
 from ._summary import format_summary
 
@@ -55,6 +56,29 @@ class _Watched:
 
 S = TypeVar("S")
 T = TypeVar("T")
+Resolve = Callable[..., Totmaps]  # (checked, *, patience, budget): Engine.resolve, or FileWalks.resolve
+
+
+class _Once(Generic[T]):
+    """``fn()``, called by the first caller only, the others waiting for it and given its value (or its error)."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._value: tuple[T] | None = None
+        self._error: Exception | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None and self._error is None:
+                try:
+                    self._value = (self._fn(),)
+                except Exception as exc:
+                    self._error = exc  # not called again: fn may have let go of what it needed (Views._order)
+            if self._error is not None:
+                raise self._error
+            assert self._value is not None
+            return self._value[0]
 
 
 class Plan(NamedTuple, Generic[S, T]):
@@ -93,8 +117,10 @@ class Views:
         cgroups: Cgroup2,
         metrics: MetricsOptions | None = None,
         budget: WalkBudget | None = None,
+        layout: Callable[[Mapping[str, int]], Mapping[str, int]] | None = None,
     ) -> None:
         self.engine = engine
+        self.layout = layout  # None: every field, in the kernel's order (see _names.LAYOUTS)
         self.cgroups = cgroups
         self.metrics_options = metrics or MetricsOptions()
         self.budget = budget  # None: walks unbounded across processes (the per-process duty still holds)
@@ -102,6 +128,7 @@ class Views:
         # passes of several callers may finish at once, so under ``_lock``.
         self._lock = threading.Lock()
         self._cursor = 0  # the pid the next pass begins with: where the budget last ran out
+        self._processes: int | None = None  # how many the last pass was over (None: no pass yet)
         self._cold = True  # the last pass mostly computed rather than hit (see threads_for)
         self._names: tuple[str, ...] = ()
         self._warned: set[int] = set()  # pids already logged as left out: one line each, not one per poll
@@ -135,6 +162,9 @@ class Views:
         cgroups: bool = False,
         keep: Callable[[str | None], bool] | None = None,
         top: str | None = ROOT,
+        resolve: Resolve | None = None,
+        programs: bool = False,
+        only: Collection[int] | None = None,
     ) -> Plan[Snapshot, T]:
         """One pass over every process ``caller`` may read (None: every process), as slices and a finish.
 
@@ -146,32 +176,45 @@ class Views:
         ``top`` names it (None: no cgroup). The slices may run in parallel (the
         FUSE adapter runs them in its worker pool); ``finish`` gets their rows
         merged. Slices are interleaved, so that each gets as many big processes.
+        ``resolve`` replaces Engine.resolve (``files`` walks mappings).
+        ``programs``: the rows say what each process runs; ``only``: the pass
+        is over these of our pids alone (a process tree).
         """
         access = self.engine.access
-        pids = access.pids.visible(access.pids.own if caller is None else caller.pids, self.engine.reader.pids())
-        # Begin where the budget ran out last time (Snapshot.deferred_at), so
-        # that under a spent budget every process gets its turn at a walk.
-        with self._lock:
-            cursor = self._cursor
-        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
-        order = [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+        view = access.pids.own if caller is None else caller.pids
+        # Which processes, in the caller's numbers, is worked out by the first
+        # slice to run, in a worker: it lists /proc and, for a caller in another
+        # pid namespace, translates every pid (on a kernel without the nsfs
+        # ioctls, a read of each one's status): never on the event loop. The
+        # caller's pid namespace fd is closed once the plan is made (the tree's
+        # with-blocks), so the plan translates through a copy of its view of its
+        # own, which that slice closes once it is done with it.
+        order = _Once(functools.partial(self._order, None if view is None else view.copy(), only))
         want_cgroup = cgroups or keep is not None
-        n = self.threads_for(len(order))
+        with self._lock:
+            processes = self._processes
+        n = PASS_THREADS if processes is None else self.threads_for(processes)
         counters = self.engine.counters
         before = (counters.misses, counters.hits + counters.joined)
         uids = None if caller is None else access.uids_for(caller)
-        slices = [functools.partial(self._rows, order[i::n], caller, want_cgroup, keep, top, uids) for i in range(n)]
+        resolve = resolve or self.engine.resolve
+        slices = [
+            functools.partial(self._slice, order, i, n, caller, want_cgroup, keep, top, uids, resolve, programs)
+            for i in range(n)
+        ]
 
         def merged(parts: Sequence[Snapshot]) -> T:
             rows = Snapshot()
             rows.numeric_users = uids is not None
+            order_made = order()  # made by the slices already
+            rows.visible = [(host, shown) for _, host, shown in order_made]
             for part in parts:
                 rows.extend_from(part)
             # See threads_for: whether this pass mostly computed.
             misses, served = counters.misses - before[0], counters.hits + counters.joined - before[1]
             with self._lock:
                 if rows.deferred_at is not None:
-                    self._cursor = order[rows.deferred_at][1]
+                    self._cursor = order_made[rows.deferred_at][1]
                 if misses or served:
                     self._cold = misses * 4 > served
             # The walk counters are the whole host's reading: not for a caller
@@ -181,6 +224,32 @@ class Views:
             return finish(rows)
 
         return Plan(slices, merged)
+
+    def _order(self, view: PidView | None, only: Collection[int] | None = None) -> list[tuple[int, int, int]]:
+        """(position in the pass, our pid, the caller's pid) of every process ``view`` holds, in pass order.
+
+        ``only``: those of our pids alone (a process tree). Closes ``view``
+        (the plan's copy of the caller's): nothing else uses it.
+        """
+        try:
+            pids = self.engine.access.pids.visible(view, self.engine.reader.pids())
+        finally:
+            if view is not None:
+                view.close()
+        if only is not None:
+            pids = [pair for pair in pids if pair[0] in only]
+        with self._lock:
+            if only is None:  # what the next whole-system pass sizes its threads by
+                self._processes = len(pids)
+            cursor = self._cursor
+        # Begin where the budget ran out last time (Snapshot.deferred_at), so
+        # that under a spent budget every process gets its turn at a walk.
+        start = next((i for i, (host, _) in enumerate(pids) if host >= cursor), 0)
+        return [(i, host, shown) for i, (host, shown) in enumerate(pids[start:] + pids[:start])]
+
+    def _slice(self, order: _Once[list[tuple[int, int, int]]], i: int, n: int, *args: Any) -> Snapshot:
+        """Slice ``i`` of ``n`` of a pass: every ``n``-th process of its order, from the ``i``-th."""
+        return self._rows(order()[i::n], *args)
 
     def _stats(self, counters: Counters) -> WalkStats:
         return WalkStats(
@@ -200,9 +269,12 @@ class Views:
         keep: Callable[[str | None], bool] | None,
         top: str | None,
         uids: Callable[[int], int] | None = None,
+        resolve: Resolve | None = None,
+        programs: bool = False,
     ) -> Snapshot:
         """The rows of (position in the pass, our pid, the caller's pid) ``pids``; ``uids`` renumbers uids."""
         engine, relative = self.engine, self.cgroups.relative
+        resolve = resolve or engine.resolve
         budget = None if self.budget is None else _Watched(self.budget)
         rows = Snapshot()
         now = engine.clock()
@@ -219,13 +291,21 @@ class Views:
                         if keep is not None and not keep(path):
                             continue
                         checked = engine.checked(proc, stat, status, caller)
-                        totmaps = engine.resolve(checked, patience=PATIENCE, budget=budget)
+                        totmaps = resolve(checked, patience=PATIENCE, budget=budget)
                         if budget is not None and budget.denied:
                             budget.denied = False
                             if rows.deferred_at is None or position < rows.deferred_at:
                                 rows.deferred_at = position
-                    except (NoSuchEntry, AccessDenied):
-                        continue  # gone since the listing, or not the caller's to read
+                        # exe is read after the access check: the kernel asks the same of it.
+                        program = program_name(proc.exe(), status.name) if programs and totmaps.fields else ""
+                    except NoSuchEntry:
+                        continue  # gone since the listing
+                    except AccessDenied:
+                        rows.denied += 1  # not the caller's to read: counted, never shown
+                        continue
+                    except NotDue:
+                        rows.not_due += 1
+                        continue
                     except (Busy, SourceError) as exc:
                         rows.left_out += 1
                         self._warn_once(pid, exc)
@@ -234,7 +314,10 @@ class Views:
                         cgroup = None if top is None else rebase(path, top)
                         age = max(0.0, now - totmaps.at)
                         uid = status.uids[1] if uids is None else uids(status.uids[1])
-                        rows.append(Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk))
+                        mappings = totmaps.by_key if isinstance(totmaps, Mapped) else None
+                        rows.append(
+                            Row(shown, uid, status.name, cgroup, totmaps.fields, age, totmaps.walk, mappings, program)
+                        )
             finally:
                 for item in probed:
                     if isinstance(item, tuple):
@@ -250,9 +333,17 @@ class Views:
 
     # -- the view files: each a plan (run it, or hand it to a pool) -------------------
 
+    def text(self, fields: Mapping[str, int]) -> bytes:
+        """A sum as a totmaps file, in the daemon's --layout."""
+        return format_totmaps(fields if self.layout is None else self.layout(fields))
+
+    def pid_text(self, totmaps: Totmaps) -> bytes:
+        """A process's own totmaps file, in the daemon's --layout (the kernel's: the cached text)."""
+        return totmaps.text if self.layout is None else format_totmaps(self.layout(totmaps.fields))
+
     def totmaps(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/totmaps: every readable process's fields summed, in the per-process format."""
-        return self.plan(caller, lambda rows: format_totmaps(total(rows, self.field_names())))
+        return self.plan(caller, lambda rows: self.text(total(rows, self.field_names())))
 
     def summary(self, caller: Caller | None) -> Plan[Snapshot, bytes]:
         """MOUNT/summary: one line per readable process, largest Pss first."""
@@ -263,12 +354,28 @@ class Views:
         self.cgroups.stat(path)  # a cgroup removed since the lookup is ENOENT, not an empty file
         return self.plan(
             caller,
-            lambda rows: format_totmaps(total(rows, self.field_names())),
+            lambda rows: self.text(total(rows, self.field_names())),
             keep=lambda member: member is not None and within(member, path),
         )
 
-    def metrics(self, caller: Caller | None, top: str | None = ROOT) -> Plan[Snapshot, bytes]:
-        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``)."""
+    def metrics(
+        self,
+        caller: Caller | None,
+        top: str | None = ROOT,
+        *,
+        extra: Callable[[Snapshot], Sequence[Family]] | None = None,
+        resolve: Resolve | None = None,
+    ) -> Plan[Snapshot, bytes]:
+        """MOUNT/metrics: the Prometheus text exposition of one snapshot, cgroups named from ``top`` (see ``plan``).
+
+        ``extra`` adds families computed from the snapshot (meminfo, files: tree._extra).
+        """
+
+        def finish(rows: Snapshot) -> bytes:
+            if extra is not None:
+                rows.extra = tuple(extra(rows))
+            return render(rows, self.metrics_options, self.field_names())
+
         return self.plan(
-            caller, lambda rows: render(rows, self.metrics_options, self.field_names()), cgroups=True, top=top
+            caller, finish, cgroups=True, top=top, resolve=resolve, programs=self.metrics_options.groups > 0
         )
