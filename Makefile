@@ -353,7 +353,7 @@ valgrind: venv valgrind-deps $(FUZZ_DIR)/corpus
 	@$(VALGRIND_VERDICT)
 
 # ---------------------------------------------------------------------------
-# Other kernels (issue 19): tests on a kernel image booted under QEMU with this
+# Other kernels: tests on a kernel image booted under QEMU with this
 # machine's userland and this checkout (tests/vm/run: virtme-ng, software
 # emulation, ~15x slower than the host; root).
 #   make vm-test KERNEL=/path/to/vmlinuz [TIERS="unit mount"] [PYTEST_ARGS="tests/unit/test_cache.py -x"]

@@ -14,7 +14,7 @@ import os
 TIMEOUT_SCALE = float(os.environ.get("TOTMAPSFS_TIMEOUT_SCALE", "1"))
 EMULATED = os.environ.get("TOTMAPSFS_EMULATED", "") == "1"
 # A daemon's start (python, pyfuse3, trio imports, the mount, READY=1): under a
-# second on the host, 20-30 s emulated on a loaded 2-core box (6.1, issue 19).
+# second on the host, 20-30 s emulated on a loaded 2-core box (Debian 12's 6.1 under QEMU).
 DAEMON_START = 30.0 * TIMEOUT_SCALE
 
 
