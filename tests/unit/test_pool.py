@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import time
 
@@ -46,8 +47,18 @@ def workers(name: str) -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith(f"{name}-"))
 
 
-def test_threads_are_bounded_and_reused() -> None:
+def other_pools_done() -> None:
+    """Wait (10 s at most) for earlier tests' pools to end: the last worker of a closed pool closes its eventfd."""
     gc.collect()  # an earlier test's pool, dropped unclosed, must not close its eventfd during this one
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        re.fullmatch(r".+-\d+", t.name) and not t.name.startswith("Thread-") for t in threading.enumerate()
+    ):
+        time.sleep(0.01)
+
+
+def test_threads_are_bounded_and_reused() -> None:
+    other_pools_done()
     before = eventfds()  # before the pool: its eventfd is counted, and must be gone after close
     pool = Pool(2, "bounded")
     lock, release = threading.Lock(), threading.Event()
