@@ -34,16 +34,24 @@ to it exactly, each a kernel counter or a sum over processes, and what is left
   socket buffers and other direct page allocations, the first percpu chunk
   (memblock memory outside MemTotal that Percpu counts: negative), changes
   between the reads.
+
+The counters are read as /proc/meminfo prints them, without the per-CPU
+differences not yet folded in (mm/vmstat.c; up to the zoneinfo "vm stats
+threshold" × CPUs pages each): writing vm.stat_refresh would fold them, but
+runs a work item on every CPU at each read, so the daemon leaves it to the
+reader (docs/design.md).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from ..errors import SourceError
+from ..engine import Source
+from ..errors import SourceError, TotmapsError
 from ..proc import Caller, Cgroup2Mount, ProcReader, within
 from ._metrics import Family
 from ._snapshot import Snapshot, total
@@ -52,6 +60,7 @@ from ._views import Plan, Views
 _LINE = re.compile(rb"^([A-Za-z0-9_()]+):\s+(-?[0-9]+)(?: kB)?$", re.MULTILINE)
 _RSS = re.compile(rb"^(RssAnon|RssFile|RssShmem):\s+([0-9]+) kB$", re.MULTILINE)
 _STAT = re.compile(rb"^([a-z_]+) ([0-9]+)$", re.MULTILINE)
+_PSS = re.compile(rb"^(Pss_Anon|Pss_File|Pss_Shmem):\s+([0-9]+) kB$", re.MULTILINE)
 PSS_PARTS = ("Pss_Anon", "Pss_File", "Pss_Shmem")
 
 
@@ -181,9 +190,35 @@ class MeminfoViews:
         return self.views.plan(caller, lambda rows: format_meminfo(self.lines(rows)))
 
     def lines(self, rows: Snapshot) -> list[Line]:
-        """The reconciliation of a pass's rows with /proc/meminfo read now (after the pass)."""
+        """The reconciliation of a pass's rows with /proc/meminfo read now (after the pass).
+
+        The daemon's own row is read again right after /proc/meminfo: it is
+        the one process sure to change during the pass (its own allocations
+        for the answer: 100-200 kB measured), which would otherwise show up
+        as ProcessesUnread.
+        """
         unread = unread_rss(self.views.engine.reader, rows)
-        return reconcile(parse_meminfo(self._read("meminfo")), total(rows, PSS_PARTS), unread)
+        info = parse_meminfo(self._read("meminfo"))
+        pss = total(rows, PSS_PARTS)
+        for name, now in self._own_now(rows).items():
+            pss[name] += now
+        return reconcile(info, pss, unread)
+
+    def _own_now(self, rows: Snapshot) -> dict[str, int]:
+        """How far the daemon's own Pss parts moved since its row was read (empty: not in the rows, or no rollup)."""
+        engine, me = self.views.engine, os.getpid()
+        if engine.source is not Source.ROLLUP or engine.reader.root != "/proc":
+            return {}  # a --proc tree's pids are not ours; smaps would cost a walk of our own
+        shown = next((s for host, s in rows.visible if host == me), None)
+        row = next((r for r in rows if r.pid == shown), None) if shown is not None else None
+        if row is None:
+            return {}
+        try:
+            with engine.reader.open(me) as proc:
+                text = proc.rollup()
+        except (TotmapsError, OSError):
+            return {}
+        return {n.decode(): int(kb) - row.fields.get(n.decode(), 0) for n, kb in _PSS.findall(text)}
 
     def families(self, rows: Snapshot) -> list[Family]:
         """The reconciliation as one metric family: a series per line, in bytes (26 on Linux 6.x)."""
