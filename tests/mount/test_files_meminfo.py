@@ -316,6 +316,16 @@ def test_cross_check_against_the_kernel(mount: Mount) -> None:
     pytest.fail(f"ProcessesUnread {rest} kB outside [-{churn}, UnreadableRss {got['UnreadableRss']} + {churn}]")
 
 
+def test_a_child_cgroup_named_like_our_files_is_shadowed(mount: Mount, cgroup) -> None:
+    """Child cgroups named meminfo and totmaps: the listing names each once, as the files lookup gives."""
+    for name in ("meminfo", "totmaps"):
+        (cgroup.path / name).mkdir()
+    here = mount.path / "cgroup" / cgroup.rel.lstrip("/")
+    assert sorted(os.listdir(here)) == ["meminfo", "totmaps"]
+    assert (here / "meminfo").is_file() and (here / "totmaps").is_file()
+    assert "\nPss:" in "\n" + (here / "meminfo").read_text()  # the cgroup meminfo file, not a directory
+
+
 def test_cgroup_meminfo_sets_members_pss_beside_the_charge(mount: Mount, sharer, cgroup) -> None:
     """cgroup/<path>/meminfo: the members' Pss split as their totmaps sums it; the charge where cgroup2 has it."""
     _, pids, _ = sharer
