@@ -307,7 +307,7 @@ def test_cross_check_against_the_kernel(mount: Mount) -> None:
     per-CPU differences not yet folded into them (mm/vmstat.c: up to the "vm
     stats threshold" of /proc/zoneinfo per CPU and counter, 2 x 32 pages on
     this VM), and the last test's 256 MiB process has just exited: unfolded,
-    its unmapping showed here as 53-69 kB (median; up to 205) of ProcessesUnread.
+    its unmapping showed here as 53-107 kB (medians; up to 205) of ProcessesUnread.
     """
     for _ in range(5):
         Path("/proc/sys/vm/stat_refresh").write_text("1")
