@@ -52,6 +52,7 @@ from typing import NamedTuple
 
 from ..engine import Source
 from ..errors import SourceError, TotmapsError
+from ..parser import SmapsParseError, parse_smaps
 from ..proc import Caller, Cgroup2Mount, ProcReader, within
 from ._metrics import Family
 from ._snapshot import Snapshot, total
@@ -60,7 +61,6 @@ from ._views import Plan, Views
 _LINE = re.compile(rb"^([A-Za-z0-9_()]+):\s+(-?[0-9]+)(?: kB)?$", re.MULTILINE)
 _RSS = re.compile(rb"^(RssAnon|RssFile|RssShmem):\s+([0-9]+) kB$", re.MULTILINE)
 _STAT = re.compile(rb"^([a-z_]+) ([0-9]+)$", re.MULTILINE)
-_PSS = re.compile(rb"^(Pss_Anon|Pss_File|Pss_Shmem):\s+([0-9]+) kB$", re.MULTILINE)
 PSS_PARTS = ("Pss_Anon", "Pss_File", "Pss_Shmem")
 
 
@@ -194,8 +194,8 @@ class MeminfoViews:
 
         The daemon's own row is read again right after /proc/meminfo: it is
         the one process sure to change during the pass (its own allocations
-        for the answer: 100-200 kB measured), which would otherwise show up
-        as ProcessesUnread.
+        for the answer: up to 456 kB in a fresh daemon's first requests,
+        measured), which would otherwise show up as ProcessesUnread.
         """
         unread = unread_rss(self.views.engine.reader, rows)
         info = parse_meminfo(self._read("meminfo"))
@@ -215,10 +215,10 @@ class MeminfoViews:
             return {}
         try:
             with engine.reader.open(me) as proc:
-                text = proc.rollup()
-        except (TotmapsError, OSError):
+                now = parse_smaps(proc.rollup())  # the parser the engine's walks use
+        except (TotmapsError, OSError, SmapsParseError, OverflowError):
             return {}
-        return {n.decode(): int(kb) - row.fields.get(n.decode(), 0) for n, kb in _PSS.findall(text)}
+        return {n: now[n] - row.fields.get(n, 0) for n in PSS_PARTS if n in now}
 
     def families(self, rows: Snapshot) -> list[Family]:
         """The reconciliation as one metric family: a series per line, in bytes (26 on Linux 6.x)."""
