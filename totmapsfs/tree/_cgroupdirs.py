@@ -15,7 +15,7 @@ import threading
 
 from ..errors import NameTooLong, NoSuchEntry, NotADirectory
 from ..proc import ROOT, Cgroup2, child_path, parent_path, within
-from ._inodes import CGROUP_INODE, MEMINFO, TOTMAPS, Attr, Kind, cgroup_inode, decode
+from ._inodes import CGROUP_INODE, TOTMAPS, Attr, Kind, cgroup_inode, decode
 
 # The id table is pruned of cgroups that no longer exist once it holds this
 # many more entries than were alive after the last pruning: hosts that create
@@ -122,8 +122,8 @@ class CgroupDirs:
         up = root if path == top else self.attr(self._inode(parent_path(path), top, False), top)
         entries = [(b".", _attr(ino, False, st)), (b"..", up), (TOTMAPS, _attr(self._inode(path, top, True), True, st))]
         for name, child_st in self.cgroups.children(path):
-            if os.fsencode(name) in (TOTMAPS, MEMINFO):
-                continue  # shadowed: lookup gives our file of that name, so the listing names it once
+            if os.fsencode(name) == TOTMAPS:
+                continue  # shadowed: lookup gives our totmaps, so the listing names it once
             child = self._inode(child_path(path, name), top, False)
             entries.append((os.fsencode(name), _attr(child, False, child_st)))  # the listing's stat: no second one
         return entries

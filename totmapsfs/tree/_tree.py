@@ -230,8 +230,10 @@ class Tree(Callers):
         if node.kind is Kind.ROOT:
             return self._root_entries(request)
         if node.kind is Kind.CGROUP:
+            extra = self.extra.entries(node, request)
+            shadowed = {name for name, _ in extra}  # lookup gives these files, not child cgroups of their names
             entries = self.cgroup_dirs.listdir(ino, self._root_attr(), self.cgroup_top(request))
-            return entries + self.extra.entries(node, request)
+            return [entry for entry in entries if entry[0] not in shadowed] + extra
         if node.kind is Kind.GROUP:
             with self.caller(request) as caller:
                 return self.group_dirs.listdir(ino, caller, self._root_attr())
