@@ -200,8 +200,8 @@ class MeminfoViews:
         unread = unread_rss(self.views.engine.reader, rows)
         info = parse_meminfo(self._read("meminfo"))
         pss = total(rows, PSS_PARTS)
-        for name, now in self._own_now(rows).items():
-            pss[name] += now
+        for name, moved in self._own_now(rows).items():
+            pss[name] += moved
         return reconcile(info, pss, unread)
 
     def _own_now(self, rows: Snapshot) -> dict[str, int]:
